@@ -1,0 +1,32 @@
+"""Exceptions raised at LungScan's edges; pages turn them into clear messages."""
+
+
+class LungScanError(Exception):
+    """Base class for every error LungScan raises on purpose."""
+
+
+class ImageError(LungScanError):
+    """An upload or file could not be read as an image we accept."""
+
+
+class DicomError(ImageError):
+    """A DICOM file is unreadable, has no pixel data or uses an unsupported encoding."""
+
+
+class UnknownArchitectureError(LungScanError, KeyError):
+    """An architecture name is not in the registry."""
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class CheckpointError(LungScanError):
+    """A checkpoint is missing, malformed or does not match its architecture."""
+
+
+class WeightsUnavailableError(LungScanError):
+    """Pretrained weights are neither cached nor downloadable."""
+
+
+class DatasetError(LungScanError):
+    """A dataset folder does not have a layout we understand."""
