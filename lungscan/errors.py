@@ -30,3 +30,19 @@ class WeightsUnavailableError(LungScanError):
 
 class DatasetError(LungScanError):
     """A dataset folder does not have a layout we understand."""
+
+
+class LLMError(LungScanError):
+    """The language model could not give a usable answer; callers fall back to offline."""
+
+
+class LLMUnavailable(LLMError):
+    """No key, a timeout, rate limiting that outlasted the retries, or a server error."""
+
+
+class LLMSafetyBlocked(LLMError):
+    """The model's safety filters blocked the request or the answer."""
+
+
+class LLMBadOutput(LLMError):
+    """The model answered with empty, non-JSON or schema-violating output."""
