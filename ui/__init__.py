@@ -1,0 +1,1 @@
+"""App-side helpers: cached resources and the shared page frame (imports Streamlit)."""

@@ -1,0 +1,102 @@
+"""Every `st.cache_resource` loader of the app, in one place.
+
+Resources cached here are shared by all sessions of the process: the settings, the
+database engine (created, migrated and seeded with the admin user once), one
+`Predictor` per checkpoint file and the LLM client. Pages never build these
+themselves; they call the functions below.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import streamlit as st
+from sqlalchemy.engine import Engine
+
+from lungscan.config import Settings
+
+if TYPE_CHECKING:
+    from lungscan.inference import Predictor
+
+log = logging.getLogger(__name__)
+
+
+@st.cache_resource(show_spinner=False)
+def get_settings() -> Settings:
+    """The process-wide settings (environment, then .streamlit/secrets.toml, then defaults)."""
+    settings = Settings()
+    log.info("LungScan data folder: %s; models folder: %s", settings.data_dir, settings.models_dir)
+    return settings
+
+
+@st.cache_resource(show_spinner=False)
+def _engine_for(database_url: str) -> Engine:
+    """Create the engine for a URL, migrate the schema and bootstrap the admin account, once."""
+    from sqlmodel import Session
+
+    from lungscan import auth, storage
+
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = storage.get_engine(database_url)
+    storage.init_db(engine)
+    with Session(engine) as session:
+        auth.ensure_admin(session=session, settings=settings)
+    return engine
+
+
+def get_engine() -> Engine:
+    """The SQLModel engine of the configured database (schema migrated, admin present)."""
+    return _engine_for(get_settings().resolved_database_url)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _predictor_for(checkpoint_path: str, mtime_ns: int, device: str | None) -> Predictor:
+    """Load one checkpoint; keyed by path and modification time so a retrained file reloads."""
+    from lungscan.inference import Predictor
+
+    log.info("Loading model checkpoint %s (device=%s)", checkpoint_path, device or "auto")
+    return Predictor.from_checkpoint(Path(checkpoint_path), device=device)
+
+
+def get_predictor(checkpoint_path: Path) -> Predictor:
+    """The shared `Predictor` for a checkpoint file, on CUDA, MPS or CPU (Settings.device)."""
+    device = get_settings().device
+    path = Path(checkpoint_path).resolve()
+    return _predictor_for(str(path), path.stat().st_mtime_ns, None if device == "auto" else device)
+
+
+@st.cache_resource(show_spinner=False)
+def model_lock() -> threading.Lock:
+    """Serialises Grad-CAM on the shared models: CAM installs hooks on a model all sessions use."""
+    return threading.Lock()
+
+
+def available_checkpoints() -> dict[str, Path]:
+    """Architectures with a checkpoint on disk, the default first (not cached: files may appear)."""
+    from lungscan import inference
+    from lungscan.errors import CheckpointError
+
+    models_dir = get_settings().models_dir
+    found = inference.available_checkpoints(models_dir)
+    try:
+        default = inference.default_checkpoint(models_dir)
+    except CheckpointError:
+        return dict(found)
+    ordered = {arch: path for arch, path in found.items() if Path(path) == Path(default)}
+    ordered.update(found)
+    return ordered
+
+
+# ---------------------------------------------------------------------------
+# LLM client loader: owned by the LLM helper (pages/treatment.py, pages/assistant.py).
+# Add the cached Gemini client factory here, e.g.
+#
+#     @st.cache_resource(show_spinner=False)
+#     def get_llm_client(...): ...
+#
+# Keep it keyed by whatever settings it depends on (model, base URL, key fingerprint).
+# ---------------------------------------------------------------------------
