@@ -32,6 +32,30 @@ class DatasetError(LungScanError):
     """A dataset folder does not have a layout we understand."""
 
 
+class StorageError(LungScanError):
+    """The database or the scan image store could not complete an operation."""
+
+
+class NotFoundError(StorageError, LookupError):
+    """A scan, user or other record that was asked for does not exist."""
+
+
+class ValidationError(LungScanError, ValueError):
+    """Input at an edge (intake form, user form, scan record) is not acceptable; the message says why."""
+
+
+class DuplicateUserError(StorageError):
+    """A user with that username already exists."""
+
+
+class PasswordPolicyError(ValidationError):
+    """A password does not meet LungScan's password policy."""
+
+
+class ReportError(LungScanError):
+    """A PDF, CSV or ZIP export could not be produced."""
+
+
 class LLMError(LungScanError):
     """The language model could not give a usable answer; callers fall back to offline."""
 
