@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image
+from pydantic import ValidationError as PydanticValidationError
 from pydantic import field_validator, model_validator
 from sqlalchemy import Connection, Engine, event, func, text
 from sqlalchemy.engine import make_url
@@ -89,6 +90,16 @@ def sanitise_filename(name: str | None) -> str:
     base = re.split(r"[\\/]", name or "")[-1]
     base = re.sub(r"[^\w .()+-]", "_", base, flags=re.ASCII).strip(" .")
     return base[:120]
+
+
+def validation_message(exc: PydanticValidationError) -> str:
+    """A pydantic validation error as one readable sentence per problem, for `st.error`."""
+    lines = []
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"]).replace("_", " ")
+        message = error["msg"].removeprefix("Value error, ")
+        lines.append(f"{field.capitalize()}: {message}" if field else message)
+    return "\n".join(lines)
 
 
 # --- Patient intake -----------------------------------------------------------------------------
