@@ -17,6 +17,9 @@ INTENDED_USE = (
 )
 
 ROLES: tuple[str, ...] = ("admin", "clinician", "student")
+ROLE_LABELS: dict[str, str] = {"admin": "Administrator", "clinician": "Clinician", "student": "Student"}
+#: Roles that may see patient records (scans, history, treatment, assistant, analytics).
+CLINICAL_ROLES: tuple[str, ...] = ("admin", "clinician")
 
 
 @dataclass(frozen=True)
@@ -40,17 +43,22 @@ def current_user() -> SessionUser | None:
     username = st.session_state.get("username")
     if not username:
         return None
-    from sqlmodel import Session
-
-    from lungscan import storage
+    from lungscan import auth, storage
 
     from .resources import get_engine
 
-    with Session(get_engine()) as session:
-        user = storage.get_user_by_username(session=session, username=username)
-    if user is None or user.disabled:
+    with storage.new_session(get_engine()) as session:
+        user = auth.active_user(session, username=username)
+    if user is None:
         return None
     return SessionUser(username=user.username, name=user.name or user.username, role=user.role)
+
+
+def require_page(page: str) -> SessionUser:
+    """Return the signed-in user if their role may open `page` (a key of lungscan.auth.PAGES); else stop."""
+    from lungscan import auth
+
+    return require_role(*(role for role in auth.ROLES if auth.can_open(role, page)))
 
 
 def require_role(*roles: str) -> SessionUser:

@@ -35,16 +35,16 @@ def get_settings() -> Settings:
 @st.cache_resource(show_spinner=False)
 def _engine_for(database_url: str) -> Engine:
     """Create the engine for a URL, migrate the schema and bootstrap the admin account, once."""
-    from sqlmodel import Session
-
     from lungscan import auth, storage
 
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = storage.get_engine(database_url)
     storage.init_db(engine)
-    with Session(engine) as session:
-        auth.ensure_admin(session=session, settings=settings)
+    with storage.new_session(engine) as session:
+        password = settings.admin_password.get_secret_value() if settings.admin_password else None
+        # Logs a generated password once (WARNING, so it reaches the console) when none is configured.
+        auth.ensure_admin(session, password=password or None)
     return engine
 
 
@@ -67,6 +67,12 @@ def get_predictor(checkpoint_path: Path) -> Predictor:
     device = get_settings().device
     path = Path(checkpoint_path).resolve()
     return _predictor_for(str(path), path.stat().st_mtime_ns, None if device == "auto" else device)
+
+
+@st.cache_resource(show_spinner=False)
+def logout_registry() -> dict[str, float]:
+    """username -> time of their last logout; re-authentication cookies issued earlier are refused."""
+    return {}
 
 
 @st.cache_resource(show_spinner=False)
