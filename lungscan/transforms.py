@@ -1,0 +1,91 @@
+"""The one definition of preprocessing, shared by training, evaluation and the app.
+
+Pipeline: any image -> 8-bit greyscale (`lungscan.imaging`) -> resize the short side
+to `resize_size` (256 for a 224 model) -> [train: random augmentation | eval: centre
+crop to `input_size`] -> 3 identical channels -> float in [0, 1] -> normalise with the
+architecture's mean/std.
+
+The first two steps are deterministic and produce a small uint8 tensor, so training
+decodes each file once and keeps those tensors in memory; augmentation then runs on
+tensors and is cheap next to the model's forward and backward passes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What a model expects as input; stored in every checkpoint."""
+
+    input_size: int = 224
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+    @property
+    def resize_size(self) -> int:
+        return round(self.input_size * 256 / 224)
+
+    def to_dict(self) -> dict:
+        return {"input_size": self.input_size, "mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Preprocessing":
+        return cls(int(data["input_size"]), tuple(data["mean"]), tuple(data["std"]))
+
+
+def standardize(image: Image.Image, prep: Preprocessing) -> torch.Tensor:
+    """Greyscale PIL image -> uint8 tensor (1, H, W) with short side `prep.resize_size`."""
+    if image.mode != "L":
+        raise ValueError(f"expected a greyscale 'L' image from lungscan.imaging, got mode {image.mode!r}")
+    tensor = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True))[None]
+    return F.resize(tensor, [prep.resize_size], antialias=True)
+
+
+def _finish(prep: Preprocessing) -> list[v2.Transform]:
+    return [
+        v2.Lambda(lambda t: t.expand(3, -1, -1) if t.shape[-3] == 1 else t),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(mean=list(prep.mean), std=list(prep.std)),
+    ]
+
+
+def train_transform(prep: Preprocessing) -> v2.Compose:
+    """Training augmentation on standardized uint8 tensors.
+
+    Random resized crop (60-100 % of the area), horizontal flip, rotation up to
+    10 degrees and brightness/contrast jitter of 20 %: the original model card's
+    augmentation, applied to the greyscale slice.
+    """
+    return v2.Compose(
+        [
+            v2.RandomResizedCrop(prep.input_size, scale=(0.6, 1.0), antialias=True),
+            v2.RandomHorizontalFlip(),
+            v2.RandomRotation(10),
+            v2.ColorJitter(brightness=0.2, contrast=0.2),
+            *_finish(prep),
+        ]
+    )
+
+
+def eval_transform(prep: Preprocessing) -> v2.Compose:
+    """Deterministic centre crop used for validation, test and the app."""
+    return v2.Compose([v2.CenterCrop(prep.input_size), *_finish(prep)])
+
+
+def model_view(image: Image.Image, prep: Preprocessing) -> Image.Image:
+    """The exact greyscale crop the model sees, for overlays and reports."""
+    crop = F.center_crop(standardize(image, prep), [prep.input_size])
+    return Image.fromarray(crop[0].numpy(), mode="L")
+
+
+def preprocess(image: Image.Image, prep: Preprocessing) -> torch.Tensor:
+    """Greyscale PIL image -> normalised float tensor (3, input_size, input_size)."""
+    return eval_transform(prep)(standardize(image, prep))

@@ -1,0 +1,254 @@
+"""Train one architecture on a Chest CT folder dataset.
+
+    python -m training.train --arch efficientnet_lite0 --data ../shared/data/chest-ct --out models/efficientnet_lite0
+
+The default recipe is the original model card's: Adam, lr 1e-5 for a pretrained
+backbone and 1e-4 for the head (a backbone trained from scratch uses the head rate),
+weight decay 1e-6, up to 60 epochs, mixed precision, channels_last, best-by-validation
+checkpointing, fixed seeds and resumable state. Training de-duplicates the training
+split and drops validation images that also occur in train, so selection is not
+steered by leaked copies. At the end the best weights get a calibration temperature
+and input-gate statistics, both fitted on train/validation only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from lungscan.checkpoint import code_version, save_checkpoint
+from lungscan.classes import CLASS_NAMES
+from lungscan.data import CachedCTDataset, Sample, deduplicate, fingerprint, list_samples
+from lungscan.devices import autocast, pick_device
+from lungscan.gate import fit_gate
+from lungscan.metrics import fit_temperature
+from lungscan.registry import create_model, get_spec
+from lungscan.transforms import Preprocessing
+
+log = logging.getLogger("lungscan.train")
+
+
+@dataclass
+class TrainConfig:
+    arch: str
+    data: str
+    out: str
+    epochs: int = 60
+    batch_size: int = 32
+    lr_backbone: float = 1e-5
+    lr_head: float = 1e-4
+    weight_decay: float = 1e-6
+    pretrained: str = "auto"  # auto: ImageNet weights when they ship offline, else none
+    class_weights: str = "balanced"  # balanced | none
+    patience: int = 15  # epochs without validation improvement before stopping; 0 = never
+    seed: int = 42
+    amp: bool = True
+    device: str = "auto"
+    max_train_samples: int | None = None  # for quick smoke runs and tests
+    extra: dict = field(default_factory=dict)
+
+    def resolved_pretrained(self) -> str:
+        if self.pretrained != "auto":
+            return self.pretrained
+        return "imagenet" if get_spec(self.arch).pretrained_offline else "none"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def load_splits(data: str | Path, max_train: int | None = None) -> dict[str, list[Sample]]:
+    train = deduplicate(list_samples(Path(data), "train"))
+    valid = deduplicate(list_samples(Path(data), "valid"), exclude_md5={s.md5 for s in train})
+    if max_train:
+        train = train[:: max(1, len(train) // max_train)][:max_train]
+    return {"train": train, "valid": valid}
+
+
+def param_groups(model: nn.Module, arch: str, cfg: TrainConfig, pretrained: bool) -> list[dict]:
+    head_params = list(get_spec(arch).head(model).parameters())
+    head_ids = {id(p) for p in head_params}
+    backbone = [p for p in model.parameters() if id(p) not in head_ids]
+    backbone_lr = cfg.lr_backbone if pretrained else cfg.lr_head
+    return [
+        {"params": backbone, "lr": backbone_lr, "name": "backbone"},
+        {"params": head_params, "lr": cfg.lr_head, "name": "head"},
+    ]
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, loader: DataLoader, device: torch.device, amp: bool) -> tuple[np.ndarray, np.ndarray]:
+    model.eval()
+    logits, labels = [], []
+    for x, y in loader:
+        x = x.to(device).contiguous(memory_format=torch.channels_last)
+        with autocast(device, amp):
+            out = model(x)
+        logits.append(out.float().cpu())
+        labels.append(y)
+    return torch.cat(logits).numpy(), torch.cat(labels).numpy()
+
+
+def train_one_epoch(model, loader, optimizer, criterion, device, amp, scaler, desc: str) -> tuple[float, float]:
+    model.train()
+    total_loss, correct, seen = 0.0, 0, 0
+    for x, y in tqdm(loader, desc=desc, leave=False, unit="batch"):
+        x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        y = y.to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(device, amp):
+            out = model(x)
+            loss = criterion(out.float(), y)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        total_loss += loss.item() * len(y)
+        correct += (out.argmax(1) == y).sum().item()
+        seen += len(y)
+    return total_loss / seen, correct / seen
+
+
+def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
+    """Run training; returns the path of the best, finalised checkpoint."""
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    seed_everything(cfg.seed)
+    device = pick_device(cfg.device)
+    spec = get_spec(cfg.arch)
+    prep = Preprocessing(spec.input_size, spec.mean, spec.std)
+    pretrained = cfg.resolved_pretrained()
+
+    splits = load_splits(cfg.data, cfg.max_train_samples)
+    log.info("train %d / valid %d images (de-duplicated), device %s", len(splits["train"]), len(splits["valid"]), device)
+    train_ds = CachedCTDataset(splits["train"], prep, train=True)
+    valid_ds = CachedCTDataset(splits["valid"], prep, train=False)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    train_loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, generator=generator, drop_last=False)
+    valid_loader = DataLoader(valid_ds, batch_size=64)
+
+    model = create_model(cfg.arch, pretrained=pretrained).to(device).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(param_groups(model, cfg.arch, cfg, pretrained == "imagenet"), weight_decay=cfg.weight_decay)
+    counts = torch.bincount(train_ds.labels, minlength=len(CLASS_NAMES)).float()
+    weights = counts.sum() / (len(CLASS_NAMES) * counts.clamp(min=1)) if cfg.class_weights == "balanced" else None
+    criterion = nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None else None)
+    scaler = torch.amp.GradScaler("cuda") if (cfg.amp and device.type == "cuda") else None
+
+    state_path, best_path = out / "last_state.pt", out / "best_weights.pt"
+    history: list[dict] = []
+    start_epoch, best_key, stale = 0, (-1.0, float("-inf")), 0
+    if resume and state_path.exists():
+        state = torch.load(state_path, map_location="cpu", weights_only=False)  # our own file, holds RNG state
+        model.load_state_dict(state["model"], strict=True)
+        optimizer.load_state_dict(state["optimizer"])
+        history, start_epoch, best_key, stale = state["history"], state["epoch"], tuple(state["best_key"]), state["stale"]
+        torch.set_rng_state(state["torch_rng"])
+        generator.set_state(state["loader_rng"])
+        random.setstate(state["py_rng"])
+        np.random.set_state(state["np_rng"])
+        log.info("resumed after epoch %d", start_epoch)
+
+    for epoch in range(start_epoch, cfg.epochs):
+        started = time.perf_counter()
+        train_loss, train_acc = train_one_epoch(
+            model, train_loader, optimizer, criterion, device, cfg.amp, scaler, f"epoch {epoch + 1}/{cfg.epochs}"
+        )
+        logits, labels = predict_logits(model, valid_loader, device, cfg.amp)
+        val_loss = float(nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels)))
+        val_acc = float((logits.argmax(1) == labels).mean())
+        row = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
+               "val_acc": val_acc, "seconds": round(time.perf_counter() - started, 2)}
+        history.append(row)
+        key = (val_acc, -val_loss)
+        improved = key > best_key
+        if improved:
+            best_key, stale = key, 0
+            torch.save(model.state_dict(), best_path)
+        else:
+            stale += 1
+        log.info("epoch %d: train loss %.4f acc %.3f | valid loss %.4f acc %.3f %s(%.1fs)", epoch + 1, train_loss,
+                 train_acc, val_loss, val_acc, "* " if improved else "", row["seconds"])
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "history": history,
+                    "epoch": epoch + 1, "best_key": list(best_key), "stale": stale,
+                    "torch_rng": torch.get_rng_state(), "loader_rng": generator.get_state(),
+                    "py_rng": random.getstate(), "np_rng": np.random.get_state()}, state_path)
+        (out / "history.json").write_text(json.dumps(history, indent=1))
+        if cfg.patience and stale >= cfg.patience:
+            log.info("no validation improvement for %d epochs; stopping", stale)
+            break
+
+    model.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=True), strict=True)
+    model = model.to(device)
+    logits, labels = predict_logits(model, valid_loader, device, amp=False)
+    temperature = fit_temperature(logits, labels)
+    gate_stats = fit_gate(model, cfg.arch, CachedCTDataset(splits["train"], prep, train=False),
+                          CachedCTDataset(splits["valid"], prep, train=False), device)
+    best_epoch = max(history, key=lambda r: (r["val_acc"], -r["val_loss"]))
+    meta = {
+        "arch": cfg.arch,
+        "display_name": spec.display_name,
+        "class_names": list(CLASS_NAMES),
+        "preprocessing": prep.to_dict(),
+        "temperature": temperature,
+        "gate": gate_stats,
+        "pretrained": pretrained,
+        "recipe": {**asdict(cfg), "optimizer": "Adam", "loss": "cross-entropy", "selection": "max valid accuracy, then min valid loss"},
+        "data_fingerprint": fingerprint(splits),
+        "code_version": code_version(),
+        "history": history,
+        "metrics": {"valid": {"accuracy": best_epoch["val_acc"], "loss": best_epoch["val_loss"], "epoch": best_epoch["epoch"]}},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    final = save_checkpoint(out / "checkpoint.pt", model=model.cpu(), meta=meta)
+    log.info("saved %s (best epoch %d, valid acc %.3f, T=%.3f)", final, best_epoch["epoch"], best_epoch["val_acc"], temperature)
+    return final
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--arch", required=True)
+    p.add_argument("--data", required=True, help="dataset root with train/ and valid/ (see README)")
+    p.add_argument("--out", required=True, help="output folder (checkpoint.pt, history.json, resumable state)")
+    for name, default in (("epochs", 60), ("batch-size", 32), ("patience", 15), ("seed", 42)):
+        p.add_argument(f"--{name}", type=int, default=default)
+    for name, default in (("lr-backbone", 1e-5), ("lr-head", 1e-4), ("weight-decay", 1e-6)):
+        p.add_argument(f"--{name}", type=float, default=default)
+    p.add_argument("--pretrained", choices=("auto", "none", "imagenet"), default="auto")
+    p.add_argument("--class-weights", choices=("balanced", "none"), default="balanced")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-amp", action="store_true")
+    p.add_argument("--max-train-samples", type=int, default=None)
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last_state.pt")
+    a = p.parse_args(argv)
+    cfg = TrainConfig(arch=a.arch, data=a.data, out=a.out, epochs=a.epochs, batch_size=a.batch_size,
+                      lr_backbone=a.lr_backbone, lr_head=a.lr_head, weight_decay=a.weight_decay,
+                      pretrained=a.pretrained, class_weights=a.class_weights, patience=a.patience, seed=a.seed,
+                      amp=not a.no_amp, device=a.device, max_train_samples=a.max_train_samples)
+    return cfg, a.resume
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    cfg, resume = parse_args(argv)
+    get_spec(cfg.arch)  # fail fast on an unknown name
+    train(cfg, resume=resume)
+
+
+if __name__ == "__main__":
+    main()
