@@ -9,11 +9,12 @@ themselves; they call the functions below.
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import streamlit as st
+from PIL import Image
 from sqlalchemy.engine import Engine
 
 from lungscan.config import Settings
@@ -75,10 +76,16 @@ def logout_registry() -> dict[str, float]:
     return {}
 
 
-@st.cache_resource(show_spinner=False)
-def model_lock() -> threading.Lock:
-    """Serialises Grad-CAM on the shared models: CAM installs hooks on a model all sessions use."""
-    return threading.Lock()
+@st.cache_data(show_spinner=False, max_entries=64)
+def cached_cam(checkpoint_path: str, image_key: str, target_class: str, method: str, _image: Image.Image) -> np.ndarray:
+    """A class activation map, cached by checkpoint, image digest, class and method.
+
+    Moving the opacity slider or reopening a result then costs nothing; `lungscan.explain`
+    serialises the hook-installing work itself because the models are shared.
+    """
+    from lungscan.explain import compute_cam
+
+    return compute_cam(get_predictor(Path(checkpoint_path)), _image, target_class, method)
 
 
 def available_checkpoints() -> dict[str, Path]:

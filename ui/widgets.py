@@ -1,0 +1,73 @@
+"""Result widgets shared by the Scan, History, Gallery and Models pages."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import streamlit as st
+from PIL import Image
+
+from lungscan import figures
+from lungscan.classes import display_name
+from lungscan.explain import CAM_METHODS, overlay_cam
+from lungscan.registry import ARCHITECTURES
+
+from .resources import cached_cam, get_predictor
+
+NOT_A_FINDING = (
+    "No finding is reported for this image. The probabilities below are what the model computed, "
+    "but they are not meaningful for an image it was not built for."
+)
+
+
+def image_key(image: Image.Image) -> str:
+    """A digest of the pixels, used to cache heatmaps per image."""
+    return hashlib.sha256(image.tobytes() + repr((image.mode, image.size)).encode()).hexdigest()
+
+
+def model_title(arch: str) -> str:
+    spec = ARCHITECTURES.get(arch)
+    return spec.display_name if spec is not None else arch
+
+
+def prediction_summary(
+    *, label: str, confidence: float, probabilities: dict[str, float], gate_ok: bool, gate_reason: str | None, key: str
+) -> None:
+    """The answer: predicted class and calibrated probabilities, or the input gate's warning instead."""
+    if gate_ok:
+        st.metric("Predicted class", display_name(label), f"{confidence:.1%} calibrated probability", delta_color="off")
+    else:
+        st.warning(f"**Input check failed.** {gate_reason or ''}\n\n{NOT_A_FINDING}", icon=":material/warning:")
+    st.plotly_chart(
+        figures.probability_bar(probabilities, highlight=label, flagged=not gate_ok),
+        key=f"{key}_probabilities",
+        config={"displayModeBar": False},
+    )
+
+
+def heatmap_panel(checkpoint: Path, image: Image.Image, *, default_target: str, key: str) -> None:
+    """Interactive Grad-CAM: target class, CAM method and opacity; input and overlay side by side, zoomable."""
+    predictor = get_predictor(checkpoint)
+    classes = list(predictor.class_names)
+    col1, col2, col3 = st.columns(3)
+    target = col1.selectbox(
+        "Heatmap for class",
+        classes,
+        index=classes.index(default_target) if default_target in classes else 0,
+        format_func=display_name,
+        key=f"{key}_target",
+    )
+    method_label = col2.selectbox("CAM method", list(CAM_METHODS), key=f"{key}_method")
+    opacity = col3.slider("Heatmap opacity", 0.0, 1.0, 0.45, 0.05, key=f"{key}_opacity")
+    base = predictor.model_view(image)
+    cam = cached_cam(str(checkpoint), image_key(image), target, CAM_METHODS[method_label], image)
+    overlay = overlay_cam(base, cam, opacity)
+    st.plotly_chart(
+        figures.image_pair(base, overlay, titles=("What the model saw", f"{method_label}: {display_name(target)}")),
+        key=f"{key}_heatmap",
+    )
+    st.caption(
+        "Red areas raised the score of the chosen class most. A heatmap shows where the model looked, "
+        "not why, and not whether it was right. Drag to zoom, double-click to reset."
+    )
