@@ -1,0 +1,152 @@
+"""Evaluate a checkpoint on a split and write a JSON report plus figures.
+
+    python -m training.evaluate --checkpoint models/efficientnet_lite0/checkpoint.pt \
+        --data ../shared/data/chest-ct --split test --out models/efficientnet_lite0/evaluation.json
+
+Reports accuracy, macro-F1 with bootstrap 95% CIs, per-class precision/recall/F1/AUC,
+the confusion matrix, ROC curves, calibration error before and after the checkpoint's
+temperature (fitted on the validation split at training time), accuracy on the test
+images that are not byte-identical to any training image, a shortcut probe (every test
+image re-encoded to one size and mode), size and CPU latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from lungscan.checkpoint import update_metadata
+from lungscan.classes import CLASS_NAMES
+from lungscan.data import Sample, list_samples
+from lungscan.imaging import decode_raster, load_image, read_bytes
+from lungscan.inference import Predictor
+from lungscan.metrics import bootstrap_ci, classification_metrics, reliability, softmax
+from lungscan.registry import get_spec
+
+from .figures import save_figures
+
+log = logging.getLogger("lungscan.evaluate")
+
+#: The shortcut probe's canonical encoding: one size, one mode, one format.
+PROBE_SIZE = (512, 512)
+
+
+def reencode_canonical(path: Path) -> bytes:
+    """Re-encode a file as a 512x512 RGB PNG, erasing size, mode and format cues."""
+    image = decode_raster(read_bytes(path)).convert("RGB").resize(PROBE_SIZE, Image.Resampling.BILINEAR)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _logits(predictor: Predictor, images: list[Image.Image]) -> np.ndarray:
+    return np.stack([np.asarray(predictor.predict(img).logits) for img in images])
+
+
+def measure_latency(predictor: Predictor, path: Path, repeats: int = 30) -> float:
+    """p50 milliseconds for one slice from file bytes to probabilities, after warm-up."""
+    data = read_bytes(path)
+    for _ in range(5):
+        predictor.predict(load_image(data))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        predictor.predict(load_image(data))
+        times.append((time.perf_counter() - start) * 1000)
+    return float(np.median(times))
+
+
+def evaluate(checkpoint: Path, data: Path, split: str = "test") -> dict:
+    predictor = Predictor.from_checkpoint(checkpoint, device="cpu")
+    meta = predictor.meta
+    class_names = list(predictor.class_names)
+    samples: list[Sample] = list_samples(data, split)
+    labels = np.array([class_names.index(CLASS_NAMES[s.label]) for s in samples])
+    images = [load_image(s.path) for s in samples]
+    logits = _logits(predictor, images)
+    calibrated = softmax(logits, predictor.temperature)
+    report = {
+        "arch": predictor.arch,
+        "display_name": get_spec(predictor.arch).display_name,
+        "pretrained": meta.get("pretrained") == "imagenet",
+        "split": split,
+        "checkpoint": str(checkpoint),
+        "model_version": predictor.model_version,
+        **classification_metrics(labels, calibrated, class_names),
+    }
+    report.update(bootstrap_ci(labels, calibrated.argmax(1)))
+
+    train_md5 = {s.md5 for s in list_samples(data, "train")}
+    unique = np.array([s.md5 not in train_md5 for s in samples])
+    report["dedup_n"] = int(unique.sum())
+    report["dedup_accuracy"] = float((calibrated.argmax(1)[unique] == labels[unique]).mean()) if unique.any() else None
+    dedup_metrics = classification_metrics(labels[unique], calibrated[unique], class_names)
+    report["dedup_macro_f1"] = dedup_metrics["macro_f1"]
+
+    before, after = reliability(softmax(logits, 1.0), labels), reliability(calibrated, labels)
+    report["temperature"] = predictor.temperature
+    report["ece"], report["ece_calibrated"] = before["ece"], after["ece"]
+    report["reliability"] = {"uncalibrated": before, "calibrated": after}
+
+    probe_logits = _logits(predictor, [load_image(reencode_canonical(s.path)) for s in samples])
+    probe_pred = probe_logits.argmax(1)
+    original_pred = logits.argmax(1)
+    report["shortcut"] = {
+        "description": "every test image re-encoded to 512x512 RGB PNG before prediction",
+        "accuracy_original": report["accuracy"],
+        "accuracy_reencoded": float((probe_pred == labels).mean()),
+        "prediction_agreement": float((probe_pred == original_pred).mean()),
+        "changed_by_class": {
+            name: int(((probe_pred != original_pred) & (labels == i)).sum()) for i, name in enumerate(class_names)
+        },
+        "normal_predictions_original": int((original_pred == class_names.index("normal")).sum()),
+        "normal_predictions_reencoded": int((probe_pred == class_names.index("normal")).sum()),
+    }
+
+    report["params"] = int(sum(p.numel() for p in predictor.model.parameters()))
+    report["checkpoint_bytes"] = checkpoint.stat().st_size
+    report["latency_ms_p50"] = measure_latency(predictor, samples[0].path)
+    report["latency_threads"] = torch.get_num_threads()
+    report["valid_accuracy"] = meta.get("metrics", {}).get("valid", {}).get("accuracy")
+    report["history"] = meta.get("history", [])
+    report["recipe"] = meta.get("recipe", {})
+    report["data_fingerprint"] = meta.get("data_fingerprint")
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--split", default="test", choices=("train", "valid", "test"))
+    p.add_argument("--out", type=Path, required=True, help="JSON report path; figures go beside it")
+    p.add_argument("--no-update-checkpoint", action="store_true", help="do not record the metrics in the checkpoint")
+    a = p.parse_args(argv)
+    report = evaluate(a.checkpoint, a.data, a.split)
+    report["command"] = "python -m training.evaluate " + " ".join(shlex.quote(x) for x in (argv or sys.argv[1:]))
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(report, indent=1))
+    save_figures(report, a.out.parent)
+    if not a.no_update_checkpoint:
+        summary = {k: report[k] for k in ("n", "accuracy", "accuracy_ci", "macro_f1", "macro_f1_ci", "dedup_n",
+                                          "dedup_accuracy", "ece", "ece_calibrated")}
+        update_metadata(a.checkpoint, metrics={**report.get("metrics", {}), "valid": {"accuracy": report["valid_accuracy"]},
+                                               a.split: summary})
+    log.info("%s on %s: accuracy %.3f %s, macro-F1 %.3f, dedup accuracy %s (n=%d)", report["arch"], a.split,
+             report["accuracy"], [round(x, 3) for x in report["accuracy_ci"]], report["macro_f1"],
+             report["dedup_accuracy"], report["dedup_n"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""Retrain every architecture and regenerate every artefact in models/.
+
+    python -m training.train_all --data ../shared/data/chest-ct [--archs a b ...] [--skip-trained]
+
+For each architecture: train (recipe below), evaluate on the test split (JSON and
+figures in models/<arch>/), then build models/COMPARISON.md and choose the default
+model by validation accuracy (models/default.txt).
+
+Recipes: the model card's defaults (Adam, lr 1e-5 backbone / 1e-4 head, weight decay
+1e-6, batch 32), except where noted. The epoch counts are what a 2-core CPU allows in
+one working session; on a GPU pass --epochs 60 to run the card's full schedule.
+EfficientNet-Lite0, the only backbone with ImageNet weights available offline, is
+fine-tuned with 10x the card's learning rates (1e-4 / 1e-3): with 1e-5 an ImageNet
+backbone barely moves in the few hundred steps this dataset gives. The torchvision
+backbones train from scratch here because their ImageNet weights cannot be downloaded
+offline (use --pretrained imagenet where they are cached).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from lungscan.registry import ARCHITECTURES
+
+from . import compare, evaluate, train
+
+RECIPES: dict[str, list[str]] = {
+    "efficientnet_lite0": ["--epochs", "40", "--patience", "12", "--lr-backbone", "1e-4", "--lr-head", "1e-3"],
+    "resnet50": ["--epochs", "10", "--patience", "0"],
+    "densenet121": ["--epochs", "10", "--patience", "0"],
+    "efficientnet_b0": ["--epochs", "10", "--patience", "0"],
+    "mobilenet_v2": ["--epochs", "10", "--patience", "0"],
+    "simple_cnn": ["--epochs", "10", "--patience", "0"],
+    "unetpp": ["--epochs", "10", "--patience", "0"],
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True)
+    p.add_argument("--models", type=Path, default=Path("models"))
+    p.add_argument("--archs", nargs="+", default=list(ARCHITECTURES), choices=list(ARCHITECTURES))
+    p.add_argument("--epochs", type=int, default=None, help="override every recipe's epoch count")
+    p.add_argument("--skip-trained", action="store_true", help="reuse an existing checkpoint.pt")
+    a = p.parse_args(argv)
+    for arch in a.archs:
+        out = a.models / arch
+        recipe = list(RECIPES[arch]) + (["--epochs", str(a.epochs)] if a.epochs else [])
+        if not (a.skip_trained and (out / "checkpoint.pt").is_file()):
+            cfg, _ = train.parse_args(["--arch", arch, "--data", a.data, "--out", str(out), *recipe])
+            train.train(cfg)
+        evaluate.main(["--checkpoint", str(out / "checkpoint.pt"), "--data", a.data, "--split", "test",
+                       "--out", str(out / "evaluation.json")])
+    compare.main(["--models", str(a.models), "--write-default"])
+
+
+if __name__ == "__main__":
+    main()
