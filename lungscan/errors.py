@@ -70,3 +70,7 @@ class LLMSafetyBlocked(LLMError):
 
 class LLMBadOutput(LLMError):
     """The model answered with empty, non-JSON or schema-violating output."""
+
+
+class KnowledgeBaseError(LungScanError):
+    """A knowledge-base file is malformed (missing passage id, unknown source key, no Sources line)."""
