@@ -661,7 +661,7 @@ def create_scan(
         session.commit()
     except BaseException as exc:
         session.rollback()
-        if not existed_before:
+        if not existed_before and not _image_in_use(session, relative):
             (settings.uploads_dir / relative).unlink(missing_ok=True)
         if isinstance(exc, SQLAlchemyError):
             raise StorageError(f"Could not save the scan: {exc}") from exc
@@ -669,6 +669,12 @@ def create_scan(
     session.refresh(row)
     logger.info("Saved scan %s for patient %s by %s", row.id, row.patient_id, created_by)
     return row
+
+
+def _image_in_use(session: Session, relative: str) -> bool:
+    """True when a committed scan row refers to this image (another upload of the same bytes)."""
+    statement = select(func.count()).select_from(Scan).where(Scan.image_path == relative)
+    return bool(session.exec(statement).one())
 
 
 def get_scan(session: Session, *, scan_id: int) -> Scan | None:
@@ -735,8 +741,7 @@ def delete_scan(session: Session, *, settings: Settings, scan_id: int) -> None:
     except SQLAlchemyError as exc:
         session.rollback()
         raise StorageError(f"Could not delete scan {scan_id}: {exc}") from exc
-    still_used = session.exec(select(func.count()).select_from(Scan).where(Scan.image_path == relative)).one()
-    if not still_used:
+    if not _image_in_use(session, relative):
         try:
             image_path.unlink(missing_ok=True)
         except OSError as exc:
