@@ -116,6 +116,7 @@ def end_session(reason: str) -> None:
         log.info("User %s logged off (%s)", username, reason)
     for key in list(st.session_state.keys()):
         del st.session_state[key]
+    st.session_state["authentication_status"] = None
     st.session_state[_LIBRARY_LOGOUT_FLAG] = True
     st.session_state[_DELETE_COOKIE] = True
     st.session_state[_NOTICE] = reason
@@ -163,5 +164,5 @@ def logout_button(location: str = "sidebar") -> None:
         icon=":material/logout:",
         on_click=end_session,
         args=("You have logged out.",),
-        use_container_width=True,
+        width="stretch",
     )

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import streamlit as st
 from PIL import Image
 
@@ -46,7 +48,17 @@ def prediction_summary(
     )
 
 
-def heatmap_panel(checkpoint: Path, image: Image.Image, *, default_target: str, key: str) -> None:
+@dataclass(frozen=True)
+class Heatmap:
+    """What the heatmap panel shows, for reuse in a PDF report."""
+
+    method: str
+    target_class: str
+    base: Image.Image
+    overlay: np.ndarray
+
+
+def heatmap_panel(checkpoint: Path, image: Image.Image, *, default_target: str, key: str) -> Heatmap:
     """Interactive Grad-CAM: target class, CAM method and opacity; input and overlay side by side, zoomable."""
     predictor = get_predictor(checkpoint)
     classes = list(predictor.class_names)
@@ -71,3 +83,4 @@ def heatmap_panel(checkpoint: Path, image: Image.Image, *, default_target: str, 
         "Red areas raised the score of the chosen class most. A heatmap shows where the model looked, "
         "not why, and not whether it was right. Drag to zoom, double-click to reset."
     )
+    return Heatmap(method=method_label, target_class=target, base=base, overlay=overlay)
