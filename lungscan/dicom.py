@@ -17,7 +17,6 @@ Colour DICOMs (secondary captures) are refused: they carry no Hounsfield units.
 from __future__ import annotations
 
 import io
-import logging
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,8 +32,6 @@ from pydicom.uid import UID, UID_dictionary, generate_uid
 
 from .errors import DicomError
 from .imaging import MAX_PIXELS, MIN_SIDE
-
-logger = logging.getLogger(__name__)
 
 #: Named display windows as (width, level) in Hounsfield units.
 WINDOWS: dict[str, tuple[float, float]] = {

@@ -176,7 +176,8 @@ class _ReportPDF(FPDF):
     def disclaimer(self, text: str) -> None:
         self.set_fill_color(255, 243, 205)
         self.set_font("Helvetica", style="B", size=9)
-        self.multi_cell(0, 5, pdf_text(text), border=1, fill=True, padding=2, align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        self.multi_cell(0, 5, pdf_text(text), border=1, fill=True, padding=2, align="L",
+                        new_x=XPos.LMARGIN, new_y=YPos.NEXT)
         self.set_font("Helvetica", size=10)
         self.ln(2)
 

@@ -31,7 +31,7 @@ from typing import Any
 from PIL import Image
 from pydantic import ValidationError as PydanticValidationError
 from pydantic import field_validator, model_validator
-from sqlalchemy import Connection, Engine, event, func, text
+from sqlalchemy import Connection, Engine, event, func
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool

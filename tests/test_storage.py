@@ -78,7 +78,9 @@ def test_migrated_schema_matches_the_models(engine):
         assert set(db_columns) == {c.name for c in table.columns}, table.name
         for column in table.columns:
             assert db_columns[column.name]["nullable"] == column.nullable, (table.name, column.name)
-        db_indexes = {i["name"]: (tuple(i["column_names"]), bool(i["unique"])) for i in inspector.get_indexes(table.name)}
+        db_indexes = {
+            i["name"]: (tuple(i["column_names"]), bool(i["unique"])) for i in inspector.get_indexes(table.name)
+        }
         model_indexes = {i.name: (tuple(c.name for c in i.columns), bool(i.unique)) for i in table.indexes}
         assert db_indexes == model_indexes, table.name
         db_fks = {(tuple(fk["constrained_columns"]), fk["referred_table"], fk["options"].get("ondelete"))
