@@ -56,6 +56,7 @@ class TrainConfig:
     amp: bool = True
     device: str = "auto"
     max_train_samples: int | None = None  # for quick smoke runs and tests
+    input_size: int | None = None  # default: the architecture's (224)
     extra: dict = field(default_factory=dict)
 
     def resolved_pretrained(self) -> str:
@@ -132,7 +133,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
     seed_everything(cfg.seed)
     device = pick_device(cfg.device)
     spec = get_spec(cfg.arch)
-    prep = Preprocessing(spec.input_size, spec.mean, spec.std)
+    prep = Preprocessing(cfg.input_size or spec.input_size, spec.mean, spec.std)
     pretrained = cfg.resolved_pretrained()
 
     splits = load_splits(cfg.data, cfg.max_train_samples)
@@ -234,12 +235,14 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
     p.add_argument("--device", default="auto")
     p.add_argument("--no-amp", action="store_true")
     p.add_argument("--max-train-samples", type=int, default=None)
+    p.add_argument("--input-size", type=int, default=None, help="square input side (default: the architecture's)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last_state.pt")
     a = p.parse_args(argv)
     cfg = TrainConfig(arch=a.arch, data=a.data, out=a.out, epochs=a.epochs, batch_size=a.batch_size,
                       lr_backbone=a.lr_backbone, lr_head=a.lr_head, weight_decay=a.weight_decay,
                       pretrained=a.pretrained, class_weights=a.class_weights, patience=a.patience, seed=a.seed,
-                      amp=not a.no_amp, device=a.device, max_train_samples=a.max_train_samples)
+                      amp=not a.no_amp, device=a.device, max_train_samples=a.max_train_samples,
+                      input_size=a.input_size)
     return cfg, a.resume
 
 

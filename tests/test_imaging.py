@@ -1,0 +1,83 @@
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lungscan.errors import ImageError
+from lungscan.imaging import load_image
+from lungscan.transforms import Preprocessing, preprocess
+
+from synthetic import ct_like
+
+
+def _encode(image: Image.Image, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def test_jpeg_named_png_is_read_by_content(tmp_path):
+    path = tmp_path / "n7.png"
+    path.write_bytes(_encode(ct_like(0).convert("RGB"), "JPEG"))
+    image = load_image(path)
+    assert image.mode == "L" and image.size == (300, 240)
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "RGB", "L", "P", "LA"])
+def test_every_source_mode_becomes_the_same_greyscale(mode):
+    base = ct_like(1)
+    converted = load_image(_encode(base.convert(mode), "PNG"))
+    assert converted.mode == "L"
+    assert np.abs(np.asarray(converted, int) - np.asarray(base, int)).max() <= 2
+
+
+def test_sixteen_bit_png_is_scaled_to_eight_bits():
+    ramp = (np.linspace(0, 65535, 64 * 64).reshape(64, 64)).astype(np.uint16)
+    image = load_image(_encode(Image.fromarray(ramp), "PNG"))
+    values = np.asarray(image)
+    assert image.mode == "L" and values.min() == 0 and values.max() == 255
+
+
+def test_rgba_and_rgb_copies_give_identical_model_input():
+    base = ct_like(2)
+    prep = Preprocessing()
+    a = preprocess(load_image(_encode(base.convert("RGBA"), "PNG")), prep)
+    b = preprocess(load_image(_encode(base.convert("RGB"), "PNG")), prep)
+    assert a.shape == (3, 224, 224) and bool((a == b).all())
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        (b"", "empty"),
+        (b"this is not an image at all", "not an image"),
+        (_encode(ct_like(0), "PNG")[:400], "corrupt or truncated"),
+    ],
+)
+def test_bad_files_are_refused_with_a_clear_message(payload, message):
+    with pytest.raises(ImageError, match=message):
+        load_image(payload)
+
+
+def test_missing_file_is_an_image_error(tmp_path):
+    with pytest.raises(ImageError, match="Cannot read"):
+        load_image(tmp_path / "absent.png")
+
+
+def test_decompression_bomb_is_refused_before_decoding():
+    # A valid PNG header claiming 100000 x 100000 pixels: refused from the header alone.
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)
+    bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b"")
+    with pytest.raises(ImageError, match="megapixels|decompression"):
+        load_image(bomb)
+
+
+def test_tiny_images_are_refused():
+    with pytest.raises(ImageError, match="at least"):
+        load_image(_encode(Image.new("L", (8, 8)), "PNG"))

@@ -1,0 +1,135 @@
+"""A short real training run on synthetic data: the loss falls, resume continues, checkpoints round-trip."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from lungscan.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from lungscan.classes import CLASS_NAMES
+from lungscan.errors import CheckpointError
+from lungscan.imaging import load_image
+from lungscan.inference import Predictor
+from training.train import TrainConfig, train
+
+from synthetic import ct_like, make_dataset
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    # Kaggle-style folder names in train/valid, plain names in test.
+    root = tmp_path_factory.mktemp("ct")
+    make_dataset(root, per_class=4, splits=("train",), folders={
+        "adenocarcinoma": "adenocarcinoma_left.lower.lobe_T2_N0_M0_Ib",
+        "large_cell_carcinoma": "large.cell.carcinoma_left.hilum_T2_N2_M0_IIIa",
+        "squamous_cell_carcinoma": "squamous.cell.carcinoma_left.hilum_T1_N2_M0_IIIa",
+        "normal": "normal"})
+    make_dataset(root, per_class=2, splits=("valid", "test"))
+    return root
+
+
+def _config(dataset, out, epochs):
+    return TrainConfig(arch="efficientnet_lite0", data=str(dataset), out=str(out), epochs=epochs, batch_size=8,
+                       lr_backbone=1e-3, lr_head=1e-3, patience=0, seed=1, input_size=96)
+
+
+@pytest.fixture(scope="module")
+def trained(dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    train(_config(dataset, out, epochs=3))
+    first = json.loads((out / "history.json").read_text())
+    checkpoint = train(_config(dataset, out, epochs=6), resume=True)
+    return out, first, checkpoint
+
+
+def test_training_lowers_the_loss(trained):
+    out, _, _ = trained
+    history = json.loads((out / "history.json").read_text())
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+
+
+def test_resume_continues_where_it_stopped(trained):
+    out, first, _ = trained
+    history = json.loads((out / "history.json").read_text())
+    assert [h["epoch"] for h in first] == [1, 2, 3]
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4, 5, 6]
+    assert history[:3] == first  # the first three epochs were not rerun
+
+
+def test_checkpoint_describes_itself(trained, dataset):
+    _, _, checkpoint = trained
+    meta = read_checkpoint(checkpoint)["meta"]
+    assert meta["arch"] == "efficientnet_lite0" and meta["class_names"] == list(CLASS_NAMES)
+    assert meta["preprocessing"] == {"input_size": 96, "mean": [0.5] * 3, "std": [0.5] * 3}
+    assert meta["pretrained"] == "imagenet" and meta["recipe"]["lr_head"] == 1e-3
+    assert meta["data_fingerprint"]["counts"]["train"] == {c: 4 for c in sorted(CLASS_NAMES)}
+    assert len(meta["history"]) == 6 and meta["temperature"] > 0 and meta["gate"]["threshold"] > 0
+
+
+def test_checkpoint_round_trip_keeps_class_order_and_outputs(trained, tmp_path):
+    _, _, checkpoint = trained
+    model, meta = load_checkpoint(checkpoint)
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        before = model(x)
+    reversed_meta = {**meta, "class_names": list(reversed(meta["class_names"]))}
+    copy = save_checkpoint(tmp_path / "copy.pt", model=model, meta=reversed_meta)
+    model2, meta2 = load_checkpoint(copy)
+    with torch.no_grad():
+        assert torch.allclose(before, model2(x))
+    assert meta2["class_names"] == list(reversed(CLASS_NAMES))
+    # The predictor labels outputs with the checkpoint's order, not a hard-coded list.
+    image = ct_like(0)
+    p1, p2 = Predictor.from_checkpoint(checkpoint, "cpu").predict(image), Predictor.from_checkpoint(copy, "cpu").predict(image)
+    assert p1.probabilities["adenocarcinoma"] == pytest.approx(p2.probabilities["normal"])
+
+
+def test_loading_is_strict(trained, tmp_path):
+    _, _, checkpoint = trained
+    payload = read_checkpoint(checkpoint)
+    payload["state_dict"].pop(next(iter(payload["state_dict"])))
+    broken = tmp_path / "broken.pt"
+    torch.save(payload, broken)
+    with pytest.raises(CheckpointError, match="does not match"):
+        load_checkpoint(broken)
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError):
+        load_checkpoint(tmp_path / "junk.pt")
+
+
+def test_trained_model_learns_the_synthetic_classes(trained, dataset):
+    _, _, checkpoint = trained
+    predictor = Predictor.from_checkpoint(checkpoint, "cpu")
+    test_files = sorted((dataset / "test").glob("*/*.png"))
+    correct = sum(predictor.predict(load_image(f)).label == f.parent.name for f in test_files)
+    assert correct / len(test_files) > 0.5  # chance is 0.25
+
+
+def test_cli_predicts_every_file_and_reports_bad_ones(trained, dataset, tmp_path):
+    _, _, checkpoint = trained
+    good = sorted((dataset / "test" / "normal").glob("*.png"))[0]
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    result = subprocess.run(
+        [sys.executable, "-m", "lungscan", "predict", "--model", str(checkpoint), str(bad), str(good), "--json"],
+        capture_output=True, text=True, cwd=PROJECT, timeout=300,
+    )
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert result.returncode == 1
+    assert lines[0]["file"] == str(bad) and "corrupt" in lines[0]["error"]
+    assert lines[1]["file"] == str(good) and lines[1]["label"] in CLASS_NAMES
+    assert set(lines[1]["probabilities"]) == set(CLASS_NAMES)
+    assert sum(lines[1]["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_cli_without_any_model_explains_how_to_get_one(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "lungscan", "predict", "x.png"], capture_output=True, text=True, cwd=PROJECT,
+        env={"LUNGSCAN_MODELS_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}, timeout=300,
+    )
+    assert result.returncode == 2 and "training.train" in result.stderr
