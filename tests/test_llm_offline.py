@@ -98,6 +98,8 @@ def test_guardrails():
     assert check_question("Do I have lung cancer?").personal_diagnosis
     assert check_question("How many mg of varenicline should I take?").dosing
     assert not check_question("What is varenicline?").dosing
+    assert check_question("How often should I take my tablets?").dosing
+    assert not check_question("How many sessions does SBRT take?").dosing
     assert check_question("I want to end my life").crisis
     assert not check_question("What's the capital of France?").on_topic
     assert check_question("What is stage 4?").on_topic
@@ -191,3 +193,16 @@ def test_offline_plan_is_deterministic_and_cites_sources():
     second = treatment.plan_treatment(identifying_scan("normal"), client=None)
     assert first.content() == second.content()
     assert first.content()["Sources"] and all("https://" in line for line in first.content()["Sources"])
+
+
+def test_follow_up_questions_stay_in_the_conversation_topic():
+    from lungscan.llm.gemini import ChatTurn
+
+    history = [ChatTurn(role="user", content="What is SBRT?"), ChatTurn(role="assistant", content="Radiation.")]
+    follow_up = assistant.answer("And how many sessions does it take?", history)
+    text = "".join(follow_up)
+    assert follow_up.mode == "offline" and "1 to 5" in text
+    assert "glossary-sbrt" in [source["passage_id"] for source in follow_up.sources]
+    without_context = assistant.answer("And how many sessions does it take?")
+    assert "knowledge base does not cover this" in "".join(without_context)
+    assert without_context.mode == "guardrail"

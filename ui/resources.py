@@ -8,6 +8,7 @@ themselves; they call the functions below.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,6 +22,7 @@ from lungscan.config import Settings
 
 if TYPE_CHECKING:
     from lungscan.inference import Predictor
+    from lungscan.llm.gemini import GeminiClient
 
 log = logging.getLogger(__name__)
 
@@ -104,12 +106,27 @@ def available_checkpoints() -> dict[str, Path]:
     return ordered
 
 
-# ---------------------------------------------------------------------------
-# LLM client loader: owned by the LLM helper (pages/treatment.py, pages/assistant.py).
-# Add the cached Gemini client factory here, e.g.
-#
-#     @st.cache_resource(show_spinner=False)
-#     def get_llm_client(...): ...
-#
-# Keep it keyed by whatever settings it depends on (model, base URL, key fingerprint).
-# ---------------------------------------------------------------------------
+# --- LLM client (pages/treatment.py, pages/assistant.py) -------------------------------------------
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _gemini_client_for(
+    key_fingerprint: str, model: str, base_url: str | None, timeout_s: float, _api_key: str
+) -> GeminiClient:
+    """One Gemini client per (key, model, base URL, timeout); the key itself is not a cache key."""
+    from lungscan.llm.gemini import GeminiClient
+
+    log.info("Creating the Gemini client (model %s, base URL %s)", model, base_url or "default")
+    return GeminiClient(api_key=_api_key, model=model, base_url=base_url, timeout_s=timeout_s)
+
+
+def get_gemini_client() -> GeminiClient | None:
+    """The shared Gemini client, or None when no GEMINI_API_KEY is configured (pages then work offline)."""
+    settings = get_settings()
+    key = settings.gemini_api_key.get_secret_value().strip() if settings.gemini_api_key else ""
+    if not key:
+        return None
+    fingerprint = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return _gemini_client_for(
+        fingerprint, settings.gemini_model, settings.gemini_base_url or None, settings.gemini_timeout_s, key
+    )

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from ..errors import LLMError
 from .gemini import ChatTurn, GeminiClient
-from .guardrails import NOT_COVERED_REPLY, check_question
+from .guardrails import NOT_COVERED_REPLY, check_question, is_on_topic
 from .retrieval import Hit, KnowledgeBase, default_knowledge_base
 
 logger = logging.getLogger(__name__)
@@ -83,7 +83,9 @@ def _run(
     kb: KnowledgeBase,
 ) -> Iterator[str]:
     guard = check_question(question)
-    if guard.dosing or not guard.on_topic:
+    # A follow-up ("and after surgery?") or a question about the selected scan stays in the conversation's topic.
+    in_context = bool(scan_context) or any(is_on_topic(t.content) for t in _recent(history) if t.role == "user")
+    if guard.dosing or not (guard.on_topic or in_context):
         reply.mode = "guardrail"
         for notice in guard.notices():
             yield notice + "\n\n"
@@ -93,7 +95,11 @@ def _run(
     for notice in guard.notices():
         yield notice + "\n\n"
 
-    hits = kb.search(question)
+    query = question
+    if not guard.on_topic:  # a follow-up: retrieve with the last on-topic question for context
+        earlier = [t.content for t in _recent(history) if t.role == "user" and is_on_topic(t.content)]
+        query = f"{earlier[-1]} {question}" if earlier else question
+    hits = kb.search(query)
     if client is not None:
         produced = False
         try:

@@ -72,7 +72,7 @@ _DOSING = (
     r"\bdos(e|es|age|ing)\b",
     r"\bhow\s+(many|much)\s+(mg|milligrams?|tablets?|pills?|capsules?|ml)\b",
     r"\b\d+\s*(mg|mcg|ml)\b",
-    r"\bhow\s+(much|many|often)\b.*\b(take|give|should\s+i\s+take)\b",
+    r"\bhow\s+(much|many|often)\b.*\b(should|do|can|must)\s+(i|he|she|they|we|you)\s+(take|give|use)\b",
     r"\b(increase|double|skip|stop|change)\s+(my|his|her|the)\s+(medication|medicine|tablets?|pills?|treatment\s+dose)",
 )
 

@@ -10,8 +10,9 @@ is never modified.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 
 from ..errors import LLMError
 from .deidentify import Intake, case_summary
@@ -77,50 +78,16 @@ class TreatmentResult:
             content[SOURCES_TITLE] = _source_lines(self.sources)
         return content
 
-    def to_markdown(self) -> str:
-        """A Markdown export of the plan with its provenance."""
-        return plan_markdown(
-            self.content(),
-            source=self.source,
-            model_name=self.model_name,
-            prompt_version=self.prompt_version,
-            notice=self.notice,
-        )
-
 
 def plan_heading(source: str, model_name: str) -> str:
     """How a plan is labelled everywhere: the offline label, or the Gemini model that wrote it."""
     return f"Gemini-generated outline ({model_name})" if source == "gemini" else OFFLINE_LABEL
 
 
-def plan_markdown(
-    content: dict[str, str | list[str]],
-    *,
-    source: str,
-    model_name: str,
-    prompt_version: str,
-    created_at: datetime | None = None,
-    notice: str | None = None,
-) -> str:
-    """Markdown export of a plan (a fresh result or a stored `TreatmentPlan`'s content)."""
-    lines = [
-        f"# Treatment-plan outline: {plan_heading(source, model_name)}",
-        "",
-        "> Research and education decision support, not a diagnosis or a treatment plan. "
-        "Review with a qualified clinician.",
-        "",
-        f"- Source: {source}",
-        f"- Model: {model_name}",
-        f"- Prompt version: {prompt_version}",
-    ]
-    if created_at is not None:
-        lines.append(f"- Created: {created_at:%Y-%m-%d %H:%M} UTC")
-    if notice:
-        lines.append(f"- Note: {notice}")
-    for title, value in content.items():
-        lines += ["", f"## {title}", ""]
-        lines += [value] if isinstance(value, str) else [f"- {item}" for item in value]
-    return "\n".join(lines) + "\n"
+def stage_used(request_text: str) -> str | None:
+    """The stage a stored plan was written for, read back from its request text."""
+    match = re.search(r"^- Clinician-entered stage: (\S+)$", request_text, re.MULTILINE)
+    return match.group(1) if match else None
 
 
 def _source_lines(sources: list[dict[str, object]]) -> list[str]:
@@ -138,7 +105,7 @@ def treatment_request(intake: Intake, *, stage: str | None = None, today: date |
         "Write a treatment-plan outline for discussion with the care team, using the JSON schema provided.\n"
         f"Sections:\n{titles}\n\n"
         "De-identified case summary:\n"
-        f"{case_summary(intake, stage=stage, today=today)}\n"
+        f"{case_summary(intake, stage=stage, today=today)}"
     )
     return TreatmentRequest(SYSTEM_INSTRUCTION, prompt)
 
