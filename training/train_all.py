@@ -28,12 +28,12 @@ from . import compare, evaluate, train
 
 RECIPES: dict[str, list[str]] = {
     "efficientnet_lite0": ["--epochs", "40", "--patience", "12", "--lr-backbone", "1e-4", "--lr-head", "1e-3"],
-    "resnet50": ["--epochs", "10", "--patience", "0"],
-    "densenet121": ["--epochs", "10", "--patience", "0"],
-    "efficientnet_b0": ["--epochs", "10", "--patience", "0"],
-    "mobilenet_v2": ["--epochs", "10", "--patience", "0"],
-    "simple_cnn": ["--epochs", "10", "--patience", "0"],
-    "unetpp": ["--epochs", "10", "--patience", "0"],
+    "resnet50": ["--epochs", "8", "--patience", "0"],
+    "densenet121": ["--epochs", "8", "--patience", "0"],
+    "efficientnet_b0": ["--epochs", "8", "--patience", "0"],
+    "mobilenet_v2": ["--epochs", "8", "--patience", "0"],
+    "simple_cnn": ["--epochs", "8", "--patience", "0"],
+    "unetpp": ["--epochs", "8", "--patience", "0"],
 }
 
 
