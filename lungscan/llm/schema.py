@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import BaseModel, Field, field_validator
 
 #: Bump whenever the system instruction, the request layout or this schema changes;
@@ -20,8 +22,8 @@ SECTION_TITLES: dict[str, str] = {
 }
 
 
-def _bullets(description: str) -> object:
-    return Field(min_length=1, max_length=12, description=description)
+#: A section of short bullet points: at least one, at most twelve.
+Bullets = Annotated[list[str], Field(min_length=1, max_length=12)]
 
 
 class TreatmentPlanSections(BaseModel):
@@ -34,24 +36,24 @@ class TreatmentPlanSections(BaseModel):
             "classifier cannot diagnose cancer on its own."
         ),
     )
-    confirmation_steps: list[str] = _bullets(
-        "Steps needed to confirm or rule out the finding: tissue biopsy and histology, staging CT/PET-CT, "
-        "brain MRI when indicated, molecular testing (EGFR, ALK, ROS1, KRAS, PD-L1 and others) where relevant."
-    )  # type: ignore[assignment]
-    treatment_options_by_stage: list[str] = _bullets(
-        "Standard options by stage (surgery, SBRT, chemoradiation, immunotherapy, targeted therapy), "
-        "each as one bullet; general, not a prescription; no doses."
-    )  # type: ignore[assignment]
-    supportive_care_and_lifestyle: list[str] = _bullets(
-        "Supportive care and lifestyle; smoking cessation first when relevant."
-    )  # type: ignore[assignment]
-    follow_up: list[str] = _bullets("Typical follow-up and surveillance.")  # type: ignore[assignment]
-    red_flag_symptoms: list[str] = _bullets(
-        "Symptoms that need urgent or emergency care."
-    )  # type: ignore[assignment]
-    questions_for_care_team: list[str] = _bullets(
-        "Questions the patient or clinician may ask the care team."
-    )  # type: ignore[assignment]
+    confirmation_steps: Bullets = Field(
+        description=(
+            "Steps needed to confirm or rule out the finding: tissue biopsy and histology, staging CT/PET-CT, "
+            "brain MRI when indicated, molecular testing (EGFR, ALK, ROS1, KRAS, PD-L1 and others) where relevant."
+        )
+    )
+    treatment_options_by_stage: Bullets = Field(
+        description=(
+            "Standard options by stage (surgery, SBRT, chemoradiation, immunotherapy, targeted therapy), "
+            "each as one bullet; general, not a prescription; no doses."
+        )
+    )
+    supportive_care_and_lifestyle: Bullets = Field(
+        description="Supportive care and lifestyle; smoking cessation first when relevant."
+    )
+    follow_up: Bullets = Field(description="Typical follow-up and surveillance.")
+    red_flag_symptoms: Bullets = Field(description="Symptoms that need urgent or emergency care.")
+    questions_for_care_team: Bullets = Field(description="Questions the patient or clinician may ask the care team.")
 
     @field_validator("summary_and_uncertainty")
     @classmethod
