@@ -53,10 +53,10 @@ scan_id = left.selectbox(
     ),
     help="Adds the scan's de-identified summary to your questions (never the patient ID, dates or notes).",
 )
-if middle.button("New conversation", icon=":material/add_comment:"):
+if middle.button("New chat", icon=":material/add_comment:", width="stretch"):
     st.session_state[CONVERSATION] = uuid.uuid4().hex
     st.rerun()
-if right.button("Clear conversation", icon=":material/delete:"):
+if right.button("Clear chat", icon=":material/delete:", width="stretch"):
     with storage.new_session(get_engine()) as session:
         storage.clear_conversation(session, username=user.username, conversation_id=conversation_id)
     st.rerun()

@@ -53,7 +53,8 @@ if stage and normalise_stage(stage) is None:
     st.warning("This stage is not in a recognised format (e.g. IIIA or T2aN0M0), so it will not be used.")
 
 request = treatment.treatment_request(scan, stage=stage or None)
-with st.expander("Exactly what would be sent to Gemini", expanded=client is not None):
+sent_label = "Exactly what will be sent to Gemini" if client else "The de-identified request (not sent: offline)"
+with st.expander(sent_label, expanded=client is not None):
     st.caption("De-identified: age band, sex, model output, stage, smoking, symptoms, exposures, comorbidities. "
                "No patient ID, names, dates, places, free-text notes or image.")
     st.code(request.text, language=None, wrap_lines=True)
@@ -76,7 +77,8 @@ if st.button(label, type="primary", icon=":material/send:"):
                 )
         except LungScanError as exc:
             st.error(f"The plan could not be saved: {exc}")
-    st.session_state[NOTICE] = (scan.id, result.notice)
+    if client is not None:  # without a key the info box above already says this is offline
+        st.session_state[NOTICE] = (scan.id, result.notice)
 
 with storage.new_session(get_engine()) as session:
     plans = storage.list_treatment_plans(session, scan_id=scan.id)
