@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator, Sequence
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 from google import genai
 from google.genai import errors as genai_errors
@@ -125,8 +125,8 @@ class GeminiClient:
         )
         try:
             response = self._client.models.generate_content(model=self.model, contents=prompt, config=config)
-        except Exception as exc:  # noqa: BLE001 - mapped or re-raised by _translate
-            raise _translate(exc) from exc
+        except Exception as exc:
+            _reraise(exc)
         _raise_if_blocked(response)
         text = (response.text or "").strip()
         if not text:
@@ -160,14 +160,22 @@ class GeminiClient:
                     yield chunk.text
         except (LLMSafetyBlocked, LLMBadOutput):
             raise
-        except Exception as exc:  # noqa: BLE001 - mapped or re-raised by _translate
-            raise _translate(exc) from exc
+        except Exception as exc:
+            _reraise(exc)
         if not produced:
             raise LLMBadOutput("Gemini returned an empty answer.")
 
 
+def _reraise(exc: Exception) -> NoReturn:
+    """Raise the LungScan error for an SDK or transport failure; anything else (a bug) propagates as is."""
+    mapped = _translate(exc)
+    if mapped is exc:
+        raise exc
+    raise mapped from exc
+
+
 def _translate(exc: Exception) -> Exception:
-    """Map SDK and transport failures to LungScan's LLM errors; anything else is a bug and propagates."""
+    """Map SDK and transport failures to LungScan's LLM errors; returns `exc` itself when it is neither."""
     if isinstance(exc, genai_errors.APIError):
         logger.warning("Gemini API error %s: %s", exc.code, exc.message)
         if exc.code == 429:
