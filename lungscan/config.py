@@ -48,12 +48,13 @@ class Settings(BaseSettings):
     gemini_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("GEMINI_API_KEY", "LUNGSCAN_GEMINI_API_KEY", "gemini_api_key")
     )
-    gemini_model: str = "gemini-2.5-flash"
+    #: A current GA Flash model (Google's deprecations page, Dec 2026); override with LUNGSCAN_GEMINI_MODEL.
+    gemini_model: str = "gemini-3.8-flash"
     gemini_base_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("GOOGLE_GEMINI_BASE_URL", "LUNGSCAN_GEMINI_BASE_URL", "gemini_base_url"),
     )
-    gemini_timeout_s: float = 60.0
+    gemini_timeout_s: float = 30.0
 
     @classmethod
     def settings_customise_sources(
