@@ -8,8 +8,12 @@ from lungscan.errors import LungScanError
 from ui.frame import ROLE_LABELS, require_page
 from ui.resources import get_engine
 
+NOTICE = "admin_notice"
+
 me = require_page("admin")
 st.title("Users")
+if NOTICE in st.session_state:
+    st.success(st.session_state.pop(NOTICE))
 
 with storage.new_session(get_engine()) as session:
     users = storage.list_users(session)
@@ -55,7 +59,7 @@ with add_tab, st.form("add_user", clear_on_submit=True):
             except LungScanError as exc:
                 st.error(str(exc))
             else:
-                st.success(f"Added {ROLE_LABELS[created.role].lower()} '{created.username}'.")
+                st.session_state[NOTICE] = f"Added {ROLE_LABELS[created.role].lower()} '{created.username}'."
                 st.rerun()
 
 with manage_tab:
@@ -79,7 +83,7 @@ with manage_tab:
                 except LungScanError as exc:
                     st.error(str(exc))
                 else:
-                    st.success(f"'{selected.username}' is now {ROLE_LABELS[new_role].lower()}.")
+                    st.session_state[NOTICE] = f"'{selected.username}' is now {ROLE_LABELS[new_role].lower()}."
                     st.rerun()
         with col2.form("reset_password", clear_on_submit=True):
             new_password = st.text_input("New password", type="password")
@@ -99,4 +103,6 @@ with manage_tab:
             except LungScanError as exc:
                 st.error(str(exc))
             else:
+                state = "enabled" if selected.disabled else "disabled"
+                st.session_state[NOTICE] = f"Login of '{selected.username}' {state}."
                 st.rerun()

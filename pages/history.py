@@ -83,6 +83,7 @@ scan_id = st.selectbox(
     key="history_scan",
 )
 scan = by_id[scan_id]
+st.subheader(f"Scan {scan.id} · patient {scan.patient_id}")
 
 try:
     with Image.open(storage.scan_image_path(settings, scan)) as stored:

@@ -38,7 +38,13 @@ def prediction_summary(
 ) -> None:
     """The answer: predicted class and calibrated probabilities, or the input gate's warning instead."""
     if gate_ok:
-        st.metric("Predicted class", display_name(label), f"{confidence:.1%} calibrated probability", delta_color="off")
+        st.metric(
+            "Predicted class",
+            display_name(label),
+            f"{confidence:.1%} calibrated probability",
+            delta_color="off",
+            delta_arrow="off",
+        )
     else:
         st.warning(f"**Input check failed.** {gate_reason or ''}\n\n{NOT_A_FINDING}", icon=":material/warning:")
     st.plotly_chart(
