@@ -310,3 +310,12 @@ def test_activity_within_the_timeout_keeps_the_session(app_env):
     at.session_state["_lungscan_last_activity"] = time.time() - 29 * 60
     at.run()
     assert at.session_state["authentication_status"] is True
+
+
+def test_analytics_charts_the_saved_scans(app_env):
+    at = analyse(login("clin"), [("a.png", ct_png(size=128), "image/png"), ("b.png", ct_png(size=150), "image/png")])
+    open_page(at, "analytics")
+    assert at.metric[0].label == "Scans" and at.metric[0].value == "2"
+    assert len(at.get("plotly_chart")) >= 6
+    at.segmented_control[0].set_value("D").run()
+    assert not at.exception and len(at.get("plotly_chart")) >= 6
