@@ -1,0 +1,1 @@
+"""Benchmarks that print figures for this machine (not run by the test suite)."""
