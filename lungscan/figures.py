@@ -117,7 +117,6 @@ def confusion_matrix(evaluation: dict[str, Any], *, normalise: bool = True) -> g
         yaxis={"title": "True", "autorange": "reversed"},
         margin={"l": 10, "r": 10, "t": 30, "b": 10},
         height=380,
-        title={"text": evaluation.get("display_name") or evaluation.get("arch"), "font": {"size": 14}},
     )
     return figure
 

@@ -163,8 +163,7 @@ def per_class_wide(evaluations: dict[str, dict[str, Any]], metric: str) -> pd.Da
     if long.empty:
         return pd.DataFrame()
     wide = long.pivot(index="Model", columns="Class", values=metric)
-    order = list(dict.fromkeys(long["Model"]))
-    return wide.reindex(order)
+    return wide.reindex(index=list(dict.fromkeys(long["Model"])), columns=list(dict.fromkeys(long["Class"])))
 
 
 def model_card_facts(evaluation: dict[str, Any]) -> dict[str, str]:

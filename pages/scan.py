@@ -35,7 +35,9 @@ arch = st.selectbox(
 )
 checkpoint = checkpoints[arch]
 
-with st.form("scan_form"):
+with st.expander(
+    "Patient and CT slices", expanded=not st.session_state.get(BATCH), icon=":material/person:"
+), st.form("scan_form"):
     st.subheader("Patient")
     st.caption("Use a pseudonymous patient ID (e.g. P-0042), never a name. The intake applies to every file below.")
     c1, c2, c3 = st.columns(3)
@@ -156,6 +158,7 @@ if submitted:
         )
     progress.progress(1.0, text=f"Analysed {len(uploads)} file(s).")
     st.session_state[BATCH] = results
+    st.rerun()  # collapse the form so the results sit right under it
 
 batch = st.session_state.get(BATCH)
 if not batch:
@@ -166,7 +169,9 @@ for failed in (r for r in batch if "error" in r):
 analysed = [r for r in batch if "error" not in r]
 if not analysed:
     st.stop()
-st.success(f"Saved {len(analysed)} scan(s) to the history.", icon=":material/check_circle:")
+st.success(
+    f"Saved {len(analysed)} scan(s) to the history. Open the form above to analyse more.", icon=":material/check_circle:"
+)
 
 if len(batch) > 1:
     st.subheader("Results")

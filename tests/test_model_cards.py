@@ -93,6 +93,7 @@ def test_per_class_tables(models_dir):
     assert len(long) == 3 * 4 and set(long["Class"]) == {"Adenocarcinoma", "Large cell carcinoma", "Squamous cell carcinoma", "Normal"}
     wide = model_cards.per_class_wide(evaluations, "F1")
     assert list(wide.index)[0] == "Efficientnet Lite0" and wide.shape == (3, 4)
+    assert list(wide.columns) == ["Adenocarcinoma", "Large cell carcinoma", "Squamous cell carcinoma", "Normal"]
 
 
 def test_model_card_facts(models_dir):
