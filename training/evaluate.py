@@ -41,9 +41,19 @@ log = logging.getLogger("lungscan.evaluate")
 PROBE_SIZE = (512, 512)
 
 
-def reencode_canonical(path: Path) -> bytes:
-    """Re-encode a file as a 512x512 RGB PNG, erasing size, mode and format cues."""
-    image = decode_raster(read_bytes(path)).convert("RGB").resize(PROBE_SIZE, Image.Resampling.BILINEAR)
+def reencode_canonical(path: Path, *, keep_aspect: bool = False) -> bytes:
+    """Re-encode a file as an RGB PNG of one size, erasing size, mode and format cues.
+
+    keep_aspect=False: exactly 512x512 (also changes the aspect ratio);
+    keep_aspect=True: short side 512, aspect ratio kept (isolates resolution and mode).
+    """
+    image = decode_raster(read_bytes(path)).convert("RGB")
+    if keep_aspect:
+        scale = PROBE_SIZE[0] / min(image.size)
+        size = (round(image.width * scale), round(image.height * scale))
+    else:
+        size = PROBE_SIZE
+    image = image.resize(size, Image.Resampling.BILINEAR)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
@@ -98,19 +108,28 @@ def evaluate(checkpoint: Path, data: Path, split: str = "test") -> dict:
     report["ece"], report["ece_calibrated"] = before["ece"], after["ece"]
     report["reliability"] = {"uncalibrated": before, "calibrated": after}
 
-    probe_logits = _logits(predictor, [load_image(reencode_canonical(s.path)) for s in samples])
-    probe_pred = probe_logits.argmax(1)
     original_pred = logits.argmax(1)
+    normal = class_names.index("normal")
+
+    def probe(keep_aspect: bool) -> dict:
+        pred = _logits(predictor, [load_image(reencode_canonical(s.path, keep_aspect=keep_aspect))
+                                   for s in samples]).argmax(1)
+        return {
+            "accuracy_reencoded": float((pred == labels).mean()),
+            "prediction_agreement": float((pred == original_pred).mean()),
+            "changed_by_class": {
+                name: int(((pred != original_pred) & (labels == i)).sum()) for i, name in enumerate(class_names)
+            },
+            "normal_predictions_reencoded": int((pred == normal).sum()),
+        }
+
     report["shortcut"] = {
-        "description": "every test image re-encoded to 512x512 RGB PNG before prediction",
+        "description": "every test image re-encoded to 512x512 RGB PNG before prediction; "
+                       "'same_aspect' re-encodes to short side 512 instead, keeping the aspect ratio",
         "accuracy_original": report["accuracy"],
-        "accuracy_reencoded": float((probe_pred == labels).mean()),
-        "prediction_agreement": float((probe_pred == original_pred).mean()),
-        "changed_by_class": {
-            name: int(((probe_pred != original_pred) & (labels == i)).sum()) for i, name in enumerate(class_names)
-        },
-        "normal_predictions_original": int((original_pred == class_names.index("normal")).sum()),
-        "normal_predictions_reencoded": int((probe_pred == class_names.index("normal")).sum()),
+        "normal_predictions_original": int((original_pred == normal).sum()),
+        **probe(keep_aspect=False),
+        "same_aspect": probe(keep_aspect=True),
     }
 
     report["params"] = int(sum(p.numel() for p in predictor.model.parameters()))
