@@ -319,3 +319,32 @@ def test_analytics_charts_the_saved_scans(app_env):
     assert len(at.get("plotly_chart")) >= 6
     at.segmented_control[0].set_value("D").run()
     assert not at.exception and len(at.get("plotly_chart")) >= 6
+
+
+def test_dicom_upload_shows_window_presets_and_stores_no_identifiers(app_env):
+    from test_dicom import IDENTIFYING, make_dicom
+
+    import io
+
+    from pydicom import dcmread
+
+    good = make_dicom()
+    without_pixels = dcmread(io.BytesIO(make_dicom()))
+    del without_pixels.PixelData
+    buffer = io.BytesIO()
+    without_pixels.save_as(buffer, enforce_file_format=True)
+    no_pixels = buffer.getvalue()
+    at = analyse(login("clin"), [("slice.dcm", good, "application/dicom"), ("report.dcm", no_pixels, "application/dicom")])
+    assert any("report.dcm" in e.value for e in at.error)
+    captions = [img.caption for element in at.image for img in element.proto.imgs]
+    assert any("Lung window (W1500 / L-600)" in c for c in captions)
+    assert any("Mediastinal window" in c for c in captions) and any("Custom window" in c for c in captions)
+    at.number_input(key="dicom_width").set_value(2000).run()
+    assert not at.exception
+    with storage.new_session(storage.get_engine(app_env.resolved_database_url)) as session:
+        [scan] = storage.list_scans(session)
+    assert scan.source_format == "dicom" and scan.image_path.endswith(".png")
+    stored = b"".join(p.read_bytes() for p in app_env.data_dir.rglob("*") if p.is_file())
+    for value in (str(v) for v in IDENTIFYING.values()):
+        if len(value) >= 4:  # e.g. the patient's name, ID, birth date, institution
+            assert value.encode() not in stored, value
