@@ -1,5 +1,6 @@
 """Upload CT slices with the patient's history, classify them, explain the answer, save to history."""
 
+import logging
 from pathlib import Path
 
 import pandas as pd
@@ -14,6 +15,7 @@ from ui.resources import available_checkpoints, get_engine, get_predictor, get_s
 from ui.widgets import heatmap_panel, model_title, prediction_summary
 
 BATCH = "scan_batch"
+log = logging.getLogger("lungscan.pages.scan")
 
 user = require_page("scan")
 settings = get_settings()
@@ -140,6 +142,10 @@ if submitted:
                 )
         except LungScanError as exc:
             results.append({"filename": upload.name, "error": str(exc)})
+            continue
+        except Exception:  # noqa: BLE001 - one unreadable file must not stop the batch or the page
+            log.exception("Unexpected failure analysing %s", upload.name)
+            results.append({"filename": upload.name, "error": "An unexpected error occurred; it has been logged."})
             continue
         results.append(
             {

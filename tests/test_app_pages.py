@@ -179,6 +179,17 @@ def analyse(at: AppTest, files: list[tuple[str, bytes, str]], patient_id: str = 
     return at
 
 
+def bomb_png() -> bytes:
+    """A tiny file that claims 20000 x 20000 pixels (a decompression bomb)."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("1", (20_000, 20_000)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def test_scan_upload_shows_result_saves_it_and_refuses_bad_files(app_env):
     at = login("clin")
     at = analyse(
@@ -187,9 +198,13 @@ def test_scan_upload_shows_result_saves_it_and_refuses_bad_files(app_env):
             ("slice.png", ct_png(size=160), "image/png"),
             ("empty.png", b"", "image/png"),
             ("notes.png", b"these are not pixels" * 20, "image/png"),
+            ("cut.png", ct_png(size=160)[:300], "image/png"),
+            ("bomb.png", bomb_png(), "image/png"),
         ],
     )
     errors = [e.value for e in at.error]
+    assert any("cut.png" in e and "truncated" in e for e in errors)
+    assert any("bomb.png" in e and "too large" in e for e in errors)
     assert any("empty.png" in e and "empty" in e for e in errors)
     assert any("notes.png" in e and "not an image" in e for e in errors)
     assert [m.label for m in at.metric] == ["Predicted class"]
