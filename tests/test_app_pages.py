@@ -363,3 +363,20 @@ def test_dicom_upload_shows_window_presets_and_stores_no_identifiers(app_env):
     for value in (str(v) for v in IDENTIFYING.values()):
         if len(value) >= 4:  # e.g. the patient's name, ID, birth date, institution
             assert value.encode() not in stored, value
+
+
+def test_first_run_creates_admin_with_a_generated_password_shown_once(tmp_path, monkeypatch, models_dir, caplog):
+    monkeypatch.setenv("LUNGSCAN_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("LUNGSCAN_MODELS_DIR", str(models_dir))
+    monkeypatch.delenv("LUNGSCAN_ADMIN_PASSWORD", raising=False)
+    monkeypatch.chdir(ROOT)
+    st.cache_resource.clear()
+    caplog.set_level("INFO")
+    new_app().run()
+    new_app().run()  # a second session in the same process
+    announcements = [r.getMessage() for r in caplog.records if "generated password" in r.getMessage()]
+    assert len(announcements) == 1
+    password = announcements[0].split("generated password: ")[1].split()[0]
+    st.cache_resource.clear()
+    assert login("admin", password).session_state["authentication_status"] is True
+    st.cache_resource.clear()
