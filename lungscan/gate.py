@@ -1,11 +1,13 @@
 """Input gate: is this plausibly a chest CT slice like the ones the model learned from?
 
 Two checks. A blank or near-uniform image is refused outright. Otherwise the image's
-pooled penultimate features (the input of the classifier head) are compared with the
-training distribution by Mahalanobis distance to the nearest class mean under a shared,
-shrunk (Ledoit-Wolf) covariance (Lee et al., 2018). Images further than the threshold,
-fitted on the training and validation splits, are flagged as out of distribution:
-a photo, a document or a radiograph should not get a confident cancer label.
+pooled activations at a mid-depth layer (the spec's `gate_layer`; the classifier's own
+input is too class-specific after fine-tuning to tell a photo from a slice) are
+compared with the training distribution by Mahalanobis distance to the nearest class
+mean under a shared, shrunk (Ledoit-Wolf) covariance (Lee et al., 2018). The
+threshold is set on the validation split, which the statistics never saw: images
+further than THRESHOLD_MARGIN x its 99th percentile are flagged as out of distribution,
+so a photo, a document or another kind of image does not get a confident cancer label.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from .registry import get_spec
 
 #: Standard deviation (grey levels) under which an image carries no anatomy.
 MIN_CONTRAST = 8.0
-#: Threshold = this factor x the 99th percentile of in-distribution distances.
-THRESHOLD_MARGIN = 1.5
+#: Threshold = this factor x the 99th percentile of validation-split distances.
+THRESHOLD_MARGIN = 1.15
 
 _hook_lock = threading.Lock()
 
@@ -41,18 +43,18 @@ class GateResult:
 
 
 @contextmanager
-def capture_head_input(model: nn.Module, arch: str) -> Iterator[list[torch.Tensor]]:
-    """Record the (pooled) input of the classifier head during forward passes."""
+def capture_gate_features(model: nn.Module, arch: str) -> Iterator[list[torch.Tensor]]:
+    """Record the spatially pooled output of the architecture's gate layer during forward passes."""
     captured: list[torch.Tensor] = []
 
-    def hook(_module, inputs, _output):
-        features = inputs[0].detach().float()
+    def hook(_module, _inputs, output):
+        features = output.detach().float()
         if features.ndim == 4:
             features = features.mean(dim=(2, 3))
         captured.append(features.flatten(1).cpu())
 
     with _hook_lock:
-        handle = get_spec(arch).head(model).register_forward_hook(hook)
+        handle = get_spec(arch).gate_layer(model).register_forward_hook(hook)
         try:
             yield captured
         finally:
@@ -62,7 +64,7 @@ def capture_head_input(model: nn.Module, arch: str) -> Iterator[list[torch.Tenso
 @torch.no_grad()
 def extract_features(model: nn.Module, arch: str, dataset: Dataset, device: torch.device) -> np.ndarray:
     model.eval()
-    with capture_head_input(model, arch) as captured:
+    with capture_gate_features(model, arch) as captured:
         for x, _ in DataLoader(dataset, batch_size=64):
             model(x.to(device).contiguous(memory_format=torch.channels_last))
     return torch.cat(captured).numpy()
@@ -81,14 +83,14 @@ def fit_gate(model: nn.Module, arch: str, train_ds: Dataset, valid_ds: Dataset, 
     means = np.stack([train_x[train_y == c].mean(axis=0) for c in classes])
     centred = train_x - means[np.searchsorted(classes, train_y)]
     precision = LedoitWolf().fit(centred).precision_
-    in_dist = np.concatenate([_distances(train_x, means, precision),
-                              _distances(extract_features(model, arch, valid_ds, device), means, precision)])
-    threshold = float(np.percentile(in_dist, 99) * THRESHOLD_MARGIN)
+    held_out = _distances(extract_features(model, arch, valid_ds, device), means, precision)
+    threshold = float(np.percentile(held_out, 99) * THRESHOLD_MARGIN)
     return {
         "means": torch.from_numpy(means.astype(np.float32)),
         "precision": torch.from_numpy(precision.astype(np.float32)),
         "threshold": threshold,
-        "in_distribution_p50": float(np.percentile(in_dist, 50)),
+        "valid_p50": float(np.percentile(held_out, 50)),
+        "valid_p99": float(np.percentile(held_out, 99)),
     }
 
 

@@ -15,7 +15,7 @@ from torch import nn
 from .checkpoint import load_checkpoint
 from .devices import pick_device
 from .errors import CheckpointError
-from .gate import GateResult, capture_head_input, check_contrast, check_features
+from .gate import GateResult, capture_gate_features, check_contrast, check_features
 from .registry import ARCHITECTURES
 from .transforms import Preprocessing, model_view, preprocess
 
@@ -83,7 +83,7 @@ class Predictor:
     def predict(self, image: Image.Image) -> Prediction:
         """Classify one greyscale slice (from `lungscan.imaging.load_image`)."""
         refusal = check_contrast(image)
-        with capture_head_input(self.model, self.arch) as captured:
+        with capture_gate_features(self.model, self.arch) as captured:
             logits = self.model(self.input_tensor(image)).float()[0].cpu()
         probabilities = torch.softmax(logits / self.temperature, dim=0).numpy()
         gate = refusal or check_features(captured[0].numpy(), self.meta.get("gate"))

@@ -39,6 +39,8 @@ class ArchSpec:
     builder: Callable[[int, bool], nn.Module]
     target_layer: Callable[[nn.Module], nn.Module]
     head: Callable[[nn.Module], nn.Module]
+    #: A mid-depth layer whose pooled activations feed the input gate (less class-specific than the head's input).
+    gate_layer: Callable[[nn.Module], nn.Module]
     input_size: int = 224
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
@@ -131,6 +133,7 @@ ARCHITECTURES: dict[str, ArchSpec] = {
             ),
             target_layer=lambda m: m.layer4[-1],
             head=lambda m: m.fc,
+            gate_layer=lambda m: m.layer3,
             has_imagenet_weights=True,
             reference="He et al., 2016",
         ),
@@ -142,6 +145,7 @@ ARCHITECTURES: dict[str, ArchSpec] = {
             ),
             target_layer=lambda m: m.features[-1],
             head=lambda m: m.classifier,
+            gate_layer=lambda m: m.features.denseblock3,
             has_imagenet_weights=True,
             reference="Huang et al., 2017",
         ),
@@ -155,6 +159,7 @@ ARCHITECTURES: dict[str, ArchSpec] = {
             ),
             target_layer=lambda m: m.features[-1],
             head=lambda m: m.classifier,
+            gate_layer=lambda m: m.features[5],
             has_imagenet_weights=True,
             reference="Tan & Le, 2019",
         ),
@@ -168,6 +173,7 @@ ARCHITECTURES: dict[str, ArchSpec] = {
             ),
             target_layer=lambda m: m.features[-1],
             head=lambda m: m.classifier,
+            gate_layer=lambda m: m.features[13],
             has_imagenet_weights=True,
             reference="Sandler et al., 2018",
         ),
@@ -177,6 +183,7 @@ ARCHITECTURES: dict[str, ArchSpec] = {
             builder=lambda num_classes, pretrained: SimpleCNN(num_classes),
             target_layer=lambda m: m.features[-3],
             head=lambda m: m.classifier,
+            gate_layer=lambda m: m.features[8],
         ),
         ArchSpec(
             name="unetpp",
@@ -184,6 +191,7 @@ ARCHITECTURES: dict[str, ArchSpec] = {
             builder=lambda num_classes, pretrained: UNetPPClassifier(num_classes),
             target_layer=lambda m: m.dec1,
             head=lambda m: m.head,
+            gate_layer=lambda m: m.enc3,
             reference="Zhou et al., 2018 (U-Net++), adapted for classification",
         ),
         ArchSpec(
@@ -192,6 +200,7 @@ ARCHITECTURES: dict[str, ArchSpec] = {
             builder=_build_efficientnet_lite0,
             target_layer=lambda m: m.bn2,
             head=lambda m: m.classifier,
+            gate_layer=lambda m: m.blocks[3],
             mean=HALF,
             std=HALF,
             has_imagenet_weights=True,

@@ -51,6 +51,10 @@ def test_grad_cam_gives_a_normalised_map_for_every_architecture(arch):
     # Hooks are released: a plain forward pass afterwards leaves no registered hooks behind.
     layer = spec.target_layer(predictor.model)
     assert not layer._forward_hooks and not layer._backward_hooks
+    # Prediction (with the gate's feature hook) works and also leaves no hooks behind.
+    prediction = predictor.predict(image)
+    assert sum(prediction.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+    assert not spec.gate_layer(predictor.model)._forward_hooks
 
 
 def test_unknown_architecture_lists_the_valid_names():

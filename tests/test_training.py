@@ -110,6 +110,26 @@ def test_trained_model_learns_the_synthetic_classes(trained, dataset):
     assert correct / len(test_files) > 0.5  # chance is 0.25
 
 
+def test_input_gate_flags_photos_and_blank_images_but_passes_slices(trained, dataset):
+    import io
+
+    import numpy as np
+    from PIL import Image
+    from skimage import data
+
+    _, _, checkpoint = trained
+    predictor = Predictor.from_checkpoint(checkpoint, "cpu")
+    slices = sorted((dataset / "test").glob("*/*.png"))
+    assert sum(predictor.predict(load_image(f)).gate.ok for f in slices) >= len(slices) - 1
+    for photo in (data.astronaut(), data.coffee(), data.page()):
+        buffer = io.BytesIO()
+        Image.fromarray(photo).save(buffer, format="PNG")
+        gate = predictor.predict(load_image(buffer.getvalue())).gate
+        assert not gate.ok and "does not look like" in gate.reason
+    blank = predictor.predict(Image.fromarray(np.full((200, 200), 90, np.uint8), "L")).gate
+    assert not blank.ok and "blank" in blank.reason
+
+
 def test_cli_predicts_every_file_and_reports_bad_ones(trained, dataset, tmp_path):
     _, _, checkpoint = trained
     good = sorted((dataset / "test" / "normal").glob("*.png"))[0]
