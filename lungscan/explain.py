@@ -7,7 +7,6 @@ shared by every Streamlit session.
 
 from __future__ import annotations
 
-import threading
 
 import numpy as np
 import torch
@@ -37,8 +36,8 @@ _CAM_CLASSES = {
 }
 
 
-class _TemperatureFree(torch.nn.Module):
-    """Wraps a model so grad-cam sees a plain logits module (no channels_last surprises)."""
+class _ChannelsLast(torch.nn.Module):
+    """Feeds grad-cam's input to the model in channels_last, the layout the cached model uses."""
 
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
@@ -59,7 +58,7 @@ def compute_cam(predictor, image: Image.Image, target_class: str, method: str = 
     x = predictor.input_tensor(image)
     target = [ClassifierOutputTarget(predictor.class_names.index(target_class))]
     with _hook_lock, torch.enable_grad():
-        with _CAM_CLASSES[method](model=_TemperatureFree(model), target_layers=[layer]) as cam:
+        with _CAM_CLASSES[method](model=_ChannelsLast(model), target_layers=[layer]) as cam:
             grayscale = cam(input_tensor=x, targets=target)[0]
     return np.nan_to_num(np.clip(grayscale, 0.0, 1.0)).astype(np.float32)
 

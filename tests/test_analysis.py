@@ -9,7 +9,6 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from lungscan import analysis, storage
-from lungscan.config import Settings
 from lungscan.errors import DicomError, ImageError, ValidationError
 
 
@@ -23,19 +22,6 @@ class FakePrediction:
     arch: str = "efficientnet_lite0"
     model_version: str = "efficientnet_lite0@test"
     gate: SimpleNamespace = field(default_factory=lambda: SimpleNamespace(ok=True, reason=None))
-
-
-@pytest.fixture
-def settings(tmp_path):
-    return Settings(data_dir=tmp_path / "data", _env_file=None)
-
-
-@pytest.fixture
-def session(settings):
-    engine = storage.get_engine(settings.resolved_database_url)
-    storage.init_db(engine)
-    with storage.new_session(engine) as session:
-        yield session
 
 
 def ct_png(*, text: str | None = None, size: int = 128) -> bytes:

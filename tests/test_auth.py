@@ -19,19 +19,6 @@ def fast_bcrypt(monkeypatch):
     monkeypatch.setattr(auth.bcrypt, "gensalt", lambda rounds=4, prefix=b"2b": real_gensalt(4, prefix))
 
 
-@pytest.fixture
-def settings(tmp_path):
-    return Settings(data_dir=tmp_path / "data", _env_file=None)
-
-
-@pytest.fixture
-def session(settings):
-    engine = storage.get_engine(settings.resolved_database_url)
-    storage.init_db(engine)
-    with storage.new_session(engine) as session:
-        yield session
-
-
 def test_first_run_generates_admin_password_logged_once(session, caplog):
     with caplog.at_level(logging.WARNING, logger="lungscan.auth"):
         password = auth.ensure_admin(session, password=None)

@@ -13,7 +13,6 @@ import pytest
 from PIL import Image
 
 from lungscan import reports, storage
-from lungscan.config import Settings
 from lungscan.errors import ReportError
 from lungscan.storage import ScanCreate, ScanPublic
 
@@ -39,19 +38,6 @@ def page_count(data: bytes) -> int:
 
 def image_count(data: bytes) -> int:
     return len(re.findall(rb"/Subtype\s*/Image", data))
-
-
-@pytest.fixture
-def settings(tmp_path):
-    return Settings(data_dir=tmp_path / "data", _env_file=None)
-
-
-@pytest.fixture
-def session(settings):
-    engine = storage.get_engine(settings.resolved_database_url)
-    storage.init_db(engine)
-    with storage.new_session(engine) as session:
-        yield session
 
 
 def save(session, settings, seed=0, **overrides):
