@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     p50 = statistics.median(timings)
     p90 = float(np.percentile(timings, 90))
     per_checkpoint = {path: loads.count(path) for path in set(loads)}
-    print(f"LungScan Scan page latency (AppTest, upload -> rendered result incl. Grad-CAM and save)")
+    print("LungScan Scan page latency (AppTest, upload -> rendered result incl. Grad-CAM and save)")
     print(f"  model:            {description}")
     print(f"  CPU threads:      torch {__import__('torch').get_num_threads()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
     print(f"  uploads measured: {len(timings)} (after {args.warmup} warm-up)")
