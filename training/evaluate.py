@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lungscan.checkpoint import update_metadata
+from lungscan.checkpoint import read_checkpoint, update_metadata
 from lungscan.classes import CLASS_NAMES
 from lungscan.data import Sample, list_samples
 from lungscan.imaging import decode_raster, load_image, read_bytes
@@ -160,8 +160,8 @@ def main(argv: list[str] | None = None) -> None:
     if not a.no_update_checkpoint:
         summary = {k: report[k] for k in ("n", "accuracy", "accuracy_ci", "macro_f1", "macro_f1_ci", "dedup_n",
                                           "dedup_accuracy", "ece", "ece_calibrated")}
-        update_metadata(a.checkpoint, metrics={**report.get("metrics", {}), "valid": {"accuracy": report["valid_accuracy"]},
-                                               a.split: summary})
+        previous = read_checkpoint(a.checkpoint)["meta"].get("metrics", {})
+        update_metadata(a.checkpoint, metrics={**previous, a.split: summary})
     log.info("%s on %s: accuracy %.3f %s, macro-F1 %.3f, dedup accuracy %s (n=%d)", report["arch"], a.split,
              report["accuracy"], [round(x, 3) for x in report["accuracy_ci"]], report["macro_f1"],
              report["dedup_accuracy"], report["dedup_n"])

@@ -18,7 +18,7 @@ import json
 import logging
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +57,6 @@ class TrainConfig:
     device: str = "auto"
     max_train_samples: int | None = None  # for quick smoke runs and tests
     input_size: int | None = None  # default: the architecture's (224)
-    extra: dict = field(default_factory=dict)
 
     def resolved_pretrained(self) -> str:
         if self.pretrained != "auto":
@@ -130,6 +129,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
     """Run training; returns the path of the best, finalised checkpoint."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    version = code_version()  # the code this run imported, not whatever HEAD is when it ends
     seed_everything(cfg.seed)
     device = pick_device(cfg.device)
     spec = get_spec(cfg.arch)
@@ -211,7 +211,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
         "pretrained": pretrained,
         "recipe": {**asdict(cfg), "optimizer": "Adam", "loss": "cross-entropy", "selection": "max valid accuracy, then min valid loss"},
         "data_fingerprint": fingerprint(splits),
-        "code_version": code_version(),
+        "code_version": version,
         "history": history,
         "metrics": {"valid": {"accuracy": best_epoch["val_acc"], "loss": best_epoch["val_loss"], "epoch": best_epoch["epoch"]}},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
