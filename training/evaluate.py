@@ -151,7 +151,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--split", default="test", choices=("train", "valid", "test"))
     p.add_argument("--out", type=Path, required=True, help="JSON report path; figures go beside it")
     p.add_argument("--no-update-checkpoint", action="store_true", help="do not record the metrics in the checkpoint")
+    p.add_argument("--latency-only", action="store_true",
+                   help="re-measure only the CPU latency in an existing report (run on an otherwise idle machine)")
     a = p.parse_args(argv)
+    if a.latency_only:
+        report = json.loads(a.out.read_text())
+        predictor = Predictor.from_checkpoint(a.checkpoint, device="cpu")
+        report["latency_ms_p50"] = measure_latency(predictor, list_samples(a.data, a.split)[0].path)
+        report["latency_threads"] = torch.get_num_threads()
+        a.out.write_text(json.dumps(report, indent=1))
+        log.info("%s: CPU latency p50 %.1f ms", report["arch"], report["latency_ms_p50"])
+        return
     report = evaluate(a.checkpoint, a.data, a.split)
     report["command"] = "python -m training.evaluate " + " ".join(shlex.quote(x) for x in (argv or sys.argv[1:]))
     a.out.parent.mkdir(parents=True, exist_ok=True)
