@@ -80,7 +80,7 @@ def login_page(authenticator: stauth.Authenticate) -> None:
     """The only page a visitor who is not signed in can open."""
     st.title("LungScan")
     st.caption("Lung CT slice classification with explanations, for research and education.")
-    notice = session.pop_notice()
+    notice = session.logout_notice()
     if notice:
         st.info(notice)
     was_signed_in = session.is_authenticated()

@@ -148,11 +148,16 @@ def mark_signed_in() -> None:
     now = time.time()
     st.session_state[_SIGNED_IN_AT] = now
     st.session_state[_LAST_ACTIVITY] = now
+    st.session_state.pop(_NOTICE, None)
 
 
-def pop_notice() -> str | None:
-    """A message left by the last logout (timeout, disabled account) for the login page."""
-    return st.session_state.pop(_NOTICE, None)
+def logout_notice() -> str | None:
+    """The message left by the last logout (timeout, disabled account) for the login page.
+
+    It stays until the next sign-in, so the reruns that the cookie component triggers
+    after a logout do not wipe it before the user has read it.
+    """
+    return st.session_state.get(_NOTICE)
 
 
 def logout_button(location: str = "sidebar") -> None:
