@@ -12,16 +12,10 @@ from sqlalchemy import inspect
 from sqlmodel import SQLModel
 
 from lungscan import storage
-from lungscan.config import Settings
 from lungscan.errors import DuplicateUserError, NotFoundError, StorageError, ValidationError
 from lungscan.storage import ScanCreate, ScanPublic, User
 
 PROBS = {"adenocarcinoma": 0.7, "large_cell_carcinoma": 0.1, "squamous_cell_carcinoma": 0.15, "normal": 0.05}
-
-
-@pytest.fixture
-def settings(tmp_path):
-    return Settings(data_dir=tmp_path / "data", _env_file=None)
 
 
 @pytest.fixture
