@@ -1,9 +1,16 @@
 """The one definition of preprocessing, shared by training, evaluation and the app.
 
-Pipeline: any image -> 8-bit greyscale (`lungscan.imaging`) -> resize the short side
-to `resize_size` (256 for a 224 model) -> [train: random augmentation | eval: centre
-crop to `input_size`] -> 3 identical channels -> float in [0, 1] -> normalise with the
-architecture's mean/std.
+Pipeline: any image -> 8-bit greyscale (`lungscan.imaging`) -> geometry -> [train:
+random augmentation | eval: nothing more] -> 3 identical channels -> float in [0, 1]
+-> normalise with the architecture's mean/std.
+
+Two geometries, recorded in every checkpoint:
+
+- ``crop`` (the original model card's): resize the short side to `resize_size` (256
+  for a 224 model), then centre-crop `input_size`. On this dataset's slices (median
+  width/height 1.45) the crop drops about 40 % of the width, i.e. the lateral lung.
+- ``full``: resize the whole slice to `input_size` x `input_size`, so the model sees
+  both lungs out to the chest wall, at the cost of a slight horizontal squeeze.
 
 The first two steps are deterministic and produce a small uint8 tensor, so training
 decodes each file once and keeps those tensors in memory; augmentation then runs on
@@ -21,6 +28,9 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 
+GEOMETRIES = ("crop", "full")
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     """What a model expects as input; stored in every checkpoint."""
@@ -28,24 +38,33 @@ class Preprocessing:
     input_size: int = 224
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    geometry: str = "crop"  # crop | full (see the module docstring)
+
+    def __post_init__(self) -> None:
+        if self.geometry not in GEOMETRIES:
+            raise ValueError(f"unknown geometry {self.geometry!r}; expected one of {', '.join(GEOMETRIES)}")
 
     @property
     def resize_size(self) -> int:
         return round(self.input_size * 256 / 224)
 
     def to_dict(self) -> dict:
-        return {"input_size": self.input_size, "mean": list(self.mean), "std": list(self.std)}
+        return {"input_size": self.input_size, "mean": list(self.mean), "std": list(self.std),
+                "geometry": self.geometry}
 
     @classmethod
     def from_dict(cls, data: dict) -> "Preprocessing":
-        return cls(int(data["input_size"]), tuple(data["mean"]), tuple(data["std"]))
+        return cls(int(data["input_size"]), tuple(data["mean"]), tuple(data["std"]), data.get("geometry", "crop"))
 
 
 def standardize(image: Image.Image, prep: Preprocessing) -> torch.Tensor:
-    """Greyscale PIL image -> uint8 tensor (1, H, W) with short side `prep.resize_size`."""
+    """Greyscale PIL image -> uint8 tensor (1, H, W): short side `prep.resize_size` for
+    the ``crop`` geometry, exactly `input_size` square for ``full``."""
     if image.mode != "L":
         raise ValueError(f"expected a greyscale 'L' image from lungscan.imaging, got mode {image.mode!r}")
     tensor = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True))[None]
+    if prep.geometry == "full":
+        return F.resize(tensor, [prep.input_size, prep.input_size], antialias=True)
     return F.resize(tensor, [prep.resize_size], antialias=True)
 
 
@@ -76,12 +95,12 @@ def train_transform(prep: Preprocessing) -> v2.Compose:
 
 
 def eval_transform(prep: Preprocessing) -> v2.Compose:
-    """Deterministic centre crop used for validation, test and the app."""
+    """Deterministic transform used for validation, test and the app (a no-op crop for ``full``)."""
     return v2.Compose([v2.CenterCrop(prep.input_size), *_finish(prep)])
 
 
 def model_view(image: Image.Image, prep: Preprocessing) -> Image.Image:
-    """The exact greyscale crop the model sees, for overlays and reports."""
+    """The exact greyscale image the model sees, for overlays and reports."""
     crop = F.center_crop(standardize(image, prep), [prep.input_size])
     return Image.fromarray(crop[0].numpy(), mode="L")
 

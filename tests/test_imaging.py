@@ -8,7 +8,7 @@ from PIL import Image
 
 from lungscan.errors import ImageError
 from lungscan.imaging import load_image
-from lungscan.transforms import Preprocessing, preprocess
+from lungscan.transforms import Preprocessing, model_view, preprocess
 
 from synthetic import ct_like
 
@@ -81,3 +81,25 @@ def test_decompression_bomb_is_refused_before_decoding():
 def test_tiny_images_are_refused():
     with pytest.raises(ImageError, match="at least"):
         load_image(_encode(Image.new("L", (8, 8)), "PNG"))
+
+
+def test_full_geometry_keeps_the_lateral_lungs_that_the_card_crop_drops():
+    # A wide slice (aspect 1.5, like most of the dataset) with bright marks at both lateral edges.
+    wide = np.full((200, 300), 60, np.uint8)
+    wide[90:110, 5:25] = 250
+    wide[90:110, 275:295] = 250
+    image = Image.fromarray(wide, "L")
+    cropped = np.asarray(model_view(image, Preprocessing(224, geometry="crop")))
+    full = np.asarray(model_view(image, Preprocessing(224, geometry="full")))
+    assert cropped.shape == full.shape == (224, 224)
+    assert cropped.max() < 100  # the card's centre crop cut both marks away
+    assert full[:, :40].max() > 200 and full[:, -40:].max() > 200
+    assert preprocess(image, Preprocessing(224, geometry="full")).shape == (3, 224, 224)
+
+
+def test_preprocessing_round_trips_and_old_checkpoints_mean_the_card_crop():
+    prep = Preprocessing(256, geometry="full")
+    assert Preprocessing.from_dict(prep.to_dict()) == prep
+    assert Preprocessing.from_dict({"input_size": 224, "mean": [0.5] * 3, "std": [0.5] * 3}).geometry == "crop"
+    with pytest.raises(ValueError, match="geometry"):
+        Preprocessing(224, geometry="stretch")

@@ -13,6 +13,7 @@ from lungscan.classes import CLASS_NAMES
 from lungscan.errors import CheckpointError
 from lungscan.imaging import load_image
 from lungscan.inference import Predictor
+import training.train as train_module
 from training.train import TrainConfig, train
 
 from synthetic import ct_like, make_dataset
@@ -61,11 +62,46 @@ def test_resume_continues_where_it_stopped(trained):
     assert history[:3] == first  # the first three epochs were not rerun
 
 
+def _improved_config(dataset, out, epochs):
+    return TrainConfig(arch="efficientnet_lite0", data=str(dataset), out=str(out), epochs=epochs, batch_size=8,
+                       lr_backbone=1e-3, lr_head=1e-3, weight_decay=0.05, patience=0, seed=3, input_size=64,
+                       geometry="full", optimizer="adamw", schedule="cosine", label_smoothing=0.1, ema=0.9)
+
+
+def test_resume_with_schedule_and_ema_gives_the_same_model_as_one_run(dataset, tmp_path, monkeypatch):
+    # A run interrupted (Ctrl-C) during epoch 3 of 4 and resumed: the cosine schedule and the weight
+    # average carry on exactly, so the history and the shipped weights equal an uninterrupted run's.
+    straight = train(_improved_config(dataset, tmp_path / "straight", epochs=4))
+
+    real_epoch, calls = train_module.train_one_epoch, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_one_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(_improved_config(dataset, tmp_path / "resumed", epochs=4))
+    monkeypatch.setattr(train_module, "train_one_epoch", real_epoch)
+    resumed = train(_improved_config(dataset, tmp_path / "resumed", epochs=4), resume=True)
+
+    def rows(run):
+        history = json.loads((tmp_path / run / "history.json").read_text())
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in history]
+
+    assert len(rows("straight")) == 4 and rows("straight") == rows("resumed")
+    a, b = read_checkpoint(straight), read_checkpoint(resumed)
+    assert a["meta"]["recipe"]["schedule"] == "cosine" and a["meta"]["preprocessing"]["geometry"] == "full"
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+
+
 def test_checkpoint_describes_itself(trained, dataset):
     _, _, checkpoint = trained
     meta = read_checkpoint(checkpoint)["meta"]
     assert meta["arch"] == "efficientnet_lite0" and meta["class_names"] == list(CLASS_NAMES)
-    assert meta["preprocessing"] == {"input_size": 96, "mean": [0.5] * 3, "std": [0.5] * 3}
+    assert meta["preprocessing"] == {"input_size": 96, "mean": [0.5] * 3, "std": [0.5] * 3, "geometry": "crop"}
     assert meta["pretrained"] == "imagenet" and meta["recipe"]["lr_head"] == 1e-3
     assert meta["data_fingerprint"]["counts"]["train"] == {c: 4 for c in sorted(CLASS_NAMES)}
     assert len(meta["history"]) == 6 and meta["temperature"] > 0 and meta["gate"]["threshold"] > 0

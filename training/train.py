@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -34,7 +35,7 @@ from lungscan.devices import autocast, pick_device
 from lungscan.gate import fit_gate
 from lungscan.metrics import fit_temperature
 from lungscan.registry import create_model, get_spec
-from lungscan.transforms import Preprocessing
+from lungscan.transforms import GEOMETRIES, Preprocessing
 
 log = logging.getLogger("lungscan.train")
 
@@ -57,6 +58,11 @@ class TrainConfig:
     device: str = "auto"
     max_train_samples: int | None = None  # for quick smoke runs and tests
     input_size: int | None = None  # default: the architecture's (224)
+    geometry: str = "crop"  # crop: the model card's Resize+CenterCrop | full: the whole slice
+    optimizer: str = "adam"  # adam (the card's) | adamw (decoupled weight decay)
+    schedule: str = "constant"  # constant (the card's) | cosine (one warm-up epoch, then cosine decay to 0)
+    label_smoothing: float = 0.0
+    ema: float = 0.0  # decay of an exponential moving average of the weights, evaluated and kept; 0 = off
 
     def resolved_pretrained(self) -> str:
         if self.pretrained != "auto":
@@ -102,7 +108,22 @@ def predict_logits(model: nn.Module, loader: DataLoader, device: torch.device, a
     return torch.cat(logits).numpy(), torch.cat(labels).numpy()
 
 
-def train_one_epoch(model, loader, optimizer, criterion, device, amp, scaler, desc: str) -> tuple[float, float]:
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
+    """None for the card's constant rates; else a per-step schedule: one linear warm-up epoch, then cosine to 0."""
+    if cfg.schedule == "constant":
+        return None
+    total = max(1, cfg.epochs * steps_per_epoch)
+    warmup = min(steps_per_epoch, total - 1)
+    return torch.optim.lr_scheduler.SequentialLR(
+        optimizer,
+        [torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.1, total_iters=max(1, warmup)),
+         torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total - warmup))],
+        milestones=[warmup],
+    )
+
+
+def train_one_epoch(model, loader, optimizer, criterion, device, amp, scaler, desc: str, *,
+                    scheduler=None, ema: AveragedModel | None = None) -> tuple[float, float]:
     model.train()
     total_loss, correct, seen = 0.0, 0, 0
     for x, y in tqdm(loader, desc=desc, leave=False, unit="batch"):
@@ -119,6 +140,10 @@ def train_one_epoch(model, loader, optimizer, criterion, device, amp, scaler, de
         else:
             loss.backward()
             optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        if ema is not None:
+            ema.update_parameters(model)
         total_loss += loss.item() * len(y)
         correct += (out.argmax(1) == y).sum().item()
         seen += len(y)
@@ -133,7 +158,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
     seed_everything(cfg.seed)
     device = pick_device(cfg.device)
     spec = get_spec(cfg.arch)
-    prep = Preprocessing(cfg.input_size or spec.input_size, spec.mean, spec.std)
+    prep = Preprocessing(cfg.input_size or spec.input_size, spec.mean, spec.std, cfg.geometry)
     pretrained = cfg.resolved_pretrained()
 
     splits = load_splits(cfg.data, cfg.max_train_samples)
@@ -145,10 +170,16 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
     valid_loader = DataLoader(valid_ds, batch_size=64)
 
     model = create_model(cfg.arch, pretrained=pretrained).to(device).to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(param_groups(model, cfg.arch, cfg, pretrained == "imagenet"), weight_decay=cfg.weight_decay)
+    optimizer_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[cfg.optimizer]
+    optimizer = optimizer_cls(param_groups(model, cfg.arch, cfg, pretrained == "imagenet"), weight_decay=cfg.weight_decay)
+    scheduler = make_scheduler(optimizer, cfg, steps_per_epoch=len(train_loader))
+    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+           if cfg.ema else None)
+    evaluated = ema.module if ema is not None else model  # the weights validated, selected and shipped
     counts = torch.bincount(train_ds.labels, minlength=len(CLASS_NAMES)).float()
     weights = counts.sum() / (len(CLASS_NAMES) * counts.clamp(min=1)) if cfg.class_weights == "balanced" else None
-    criterion = nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None else None)
+    criterion = nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None else None,
+                                    label_smoothing=cfg.label_smoothing)
     scaler = torch.amp.GradScaler("cuda") if (cfg.amp and device.type == "cuda") else None
 
     state_path, best_path = out / "last_state.pt", out / "best_weights.pt"
@@ -158,6 +189,10 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
         state = torch.load(state_path, map_location="cpu", weights_only=False)  # our own file, holds RNG state
         model.load_state_dict(state["model"], strict=True)
         optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
         history, start_epoch, best_key, stale = state["history"], state["epoch"], tuple(state["best_key"]), state["stale"]
         torch.set_rng_state(state["torch_rng"])
         generator.set_state(state["loader_rng"])
@@ -168,9 +203,10 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
     for epoch in range(start_epoch, cfg.epochs):
         started = time.perf_counter()
         train_loss, train_acc = train_one_epoch(
-            model, train_loader, optimizer, criterion, device, cfg.amp, scaler, f"epoch {epoch + 1}/{cfg.epochs}"
+            model, train_loader, optimizer, criterion, device, cfg.amp, scaler, f"epoch {epoch + 1}/{cfg.epochs}",
+            scheduler=scheduler, ema=ema,
         )
-        logits, labels = predict_logits(model, valid_loader, device, cfg.amp)
+        logits, labels = predict_logits(evaluated, valid_loader, device, cfg.amp)
         val_loss = float(nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels)))
         val_acc = float((logits.argmax(1) == labels).mean())
         row = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
@@ -180,12 +216,14 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
         improved = key > best_key
         if improved:
             best_key, stale = key, 0
-            torch.save(model.state_dict(), best_path)
+            torch.save(evaluated.state_dict(), best_path)
         else:
             stale += 1
         log.info("epoch %d: train loss %.4f acc %.3f | valid loss %.4f acc %.3f %s(%.1fs)", epoch + 1, train_loss,
                  train_acc, val_loss, val_acc, "* " if improved else "", row["seconds"])
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "history": history,
+                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                    "ema": ema.state_dict() if ema is not None else None,
                     "epoch": epoch + 1, "best_key": list(best_key), "stale": stale,
                     "torch_rng": torch.get_rng_state(), "loader_rng": generator.get_state(),
                     "py_rng": random.getstate(), "np_rng": np.random.get_state()}, state_path)
@@ -209,7 +247,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
         "temperature": temperature,
         "gate": gate_stats,
         "pretrained": pretrained,
-        "recipe": {**asdict(cfg), "optimizer": "Adam", "loss": "cross-entropy", "selection": "max valid accuracy, then min valid loss"},
+        "recipe": {**asdict(cfg), "loss": "cross-entropy", "selection": "max valid accuracy, then min valid loss"},
         "data_fingerprint": fingerprint(splits),
         "code_version": version,
         "history": history,
@@ -236,13 +274,20 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
     p.add_argument("--no-amp", action="store_true")
     p.add_argument("--max-train-samples", type=int, default=None)
     p.add_argument("--input-size", type=int, default=None, help="square input side (default: the architecture's)")
+    p.add_argument("--geometry", choices=GEOMETRIES, default="crop",
+                   help="crop: the model card's Resize+CenterCrop; full: the whole slice resized to a square")
+    p.add_argument("--optimizer", choices=("adam", "adamw"), default="adam")
+    p.add_argument("--schedule", choices=("constant", "cosine"), default="constant")
+    p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--ema", type=float, default=0.0, help="EMA decay per step for the kept weights (0 = off)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last_state.pt")
     a = p.parse_args(argv)
     cfg = TrainConfig(arch=a.arch, data=a.data, out=a.out, epochs=a.epochs, batch_size=a.batch_size,
                       lr_backbone=a.lr_backbone, lr_head=a.lr_head, weight_decay=a.weight_decay,
                       pretrained=a.pretrained, class_weights=a.class_weights, patience=a.patience, seed=a.seed,
                       amp=not a.no_amp, device=a.device, max_train_samples=a.max_train_samples,
-                      input_size=a.input_size)
+                      input_size=a.input_size, geometry=a.geometry, optimizer=a.optimizer, schedule=a.schedule,
+                      label_smoothing=a.label_smoothing, ema=a.ema)
     return cfg, a.resume
 
 
