@@ -22,7 +22,9 @@ from .inference import Predictor, resolve_model
 
 def _predict(args: argparse.Namespace) -> int:
     try:
-        predictor = Predictor.from_checkpoint(resolve_model(args.model, get_settings().models_dir), device=args.device)
+        settings = get_settings()
+        predictor = Predictor.from_checkpoint(resolve_model(args.model, settings.models_dir), device=args.device,
+                                              precision=args.precision or settings.inference_precision)
     except LungScanError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -55,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     predict.add_argument("files", nargs="+", metavar="FILE")
     predict.add_argument("--model", default=None, help="architecture name or checkpoint path (default: the default model)")
     predict.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
+    predict.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=None,
+                         help="CPU inference precision (default: auto, bf16 where the CPU has it natively)")
     predict.add_argument("--json", action="store_true", help="one JSON object per file")
     args = parser.parse_args(argv)
     return _predict(args)

@@ -11,6 +11,8 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+from typing import Literal
+
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
@@ -39,6 +41,9 @@ class Settings(BaseSettings):
     database_url: str | None = None
     #: "auto" picks CUDA, then MPS, then CPU.
     device: str = "auto"
+    #: CPU inference precision: "auto" uses bf16 where the CPU computes it natively
+    #: (AVX-512 BF16 / AMX), else fp32; or force "fp32" / "bf16".
+    inference_precision: Literal["auto", "fp32", "bf16"] = "auto"
 
     admin_password: SecretStr | None = None
     cookie_key: SecretStr | None = None

@@ -18,6 +18,26 @@ def pick_device(preference: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU computes bf16 in hardware (AVX-512 BF16 or AMX), where bf16 inference is
+    faster than fp32; elsewhere bf16 is emulated and slower. Read from /proc/cpuinfo (Linux only)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as cpuinfo:
+            flags = next((line for line in cpuinfo if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def use_bf16(device: torch.device, precision: str = "auto") -> bool:
+    """Whether inference on `device` runs under bf16 autocast for the given precision setting."""
+    if precision not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"unknown precision {precision!r}; expected auto, fp32 or bf16")
+    if device.type != "cpu" or precision == "fp32":
+        return False
+    return precision == "bf16" or cpu_has_native_bf16()
+
+
 def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractContextManager:
     """Mixed precision: fp16 on CUDA, bf16 on CPU (fast on AVX-512 BF16 CPUs); off elsewhere."""
     if not enabled:

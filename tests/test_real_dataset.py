@@ -42,10 +42,10 @@ def test_default_model_was_trained_on_this_data_and_matches_its_report():
     checkpoint, report = models / arch / "checkpoint.pt", models / arch / "evaluation.json"
     if not checkpoint.is_file() or not report.is_file():
         pytest.skip("no committed default checkpoint and report")
-    predictor = Predictor.from_checkpoint(checkpoint, "cpu")
+    expected = json.loads(report.read_text())
+    predictor = Predictor.from_checkpoint(checkpoint, "cpu", precision=expected.get("inference_precision", "fp32"))
     assert predictor.meta["data_fingerprint"]["sha256"] == fingerprint(load_splits(DATASET))["sha256"]
     # The committed report is reproducible: re-running the test split gives exactly its accuracy.
-    expected = json.loads(report.read_text())
     test = list_samples(DATASET, "test")
     correct = sum(predictor.predict(load_image(s.path)).label == s.class_name for s in test)
     assert correct / len(test) == pytest.approx(expected["accuracy"], abs=1e-9)

@@ -6,6 +6,7 @@ import torch
 from PIL import Image
 
 from lungscan.classes import CLASS_NAMES
+from lungscan.devices import cpu_has_native_bf16, use_bf16
 from lungscan.errors import UnknownArchitectureError, WeightsUnavailableError
 from lungscan.explain import CAM_METHODS, compute_cam, overlay_cam
 from lungscan.inference import Predictor
@@ -102,3 +103,22 @@ def test_pretrained_lite0_model_differs_from_random_init():
     random_model = create_model("efficientnet_lite0")
     pretrained = create_model("efficientnet_lite0", pretrained="imagenet")
     assert not torch.equal(random_model.conv_stem.weight, pretrained.conv_stem.weight)
+
+
+def test_bf16_inference_matches_fp32_and_fp32_stays_available():
+    torch.manual_seed(0)
+    spec = get_spec("efficientnet_lite0")
+    meta = {"arch": "efficientnet_lite0", "class_names": list(CLASS_NAMES), "temperature": 1.0,
+            "code_version": "test", "preprocessing": Preprocessing(224, spec.mean, spec.std, "full").to_dict()}
+    model = create_model("efficientnet_lite0", pretrained="imagenet")
+    fp32 = Predictor(model, meta, torch.device("cpu"), precision="fp32")
+    bf16 = Predictor(model, meta, torch.device("cpu"), precision="bf16")
+    assert (fp32.precision, bf16.precision) == ("fp32", "bf16")
+    image = ct_like(1)
+    a, b = fp32.predict(image), bf16.predict(image)
+    assert max(abs(a.probabilities[c] - b.probabilities[c]) for c in CLASS_NAMES) < 0.03
+    assert max(abs(x - y) for x, y in zip(a.logits, b.logits)) < 0.1
+    # CUDA/MPS never get CPU bf16; "auto" on CPU follows the hardware.
+    assert not use_bf16(torch.device("cuda"), "auto") and use_bf16(torch.device("cpu"), "auto") == cpu_has_native_bf16()
+    with pytest.raises(ValueError, match="precision"):
+        use_bf16(torch.device("cpu"), "fp8")

@@ -76,8 +76,8 @@ def measure_latency(predictor: Predictor, path: Path, repeats: int = 30) -> floa
     return float(np.median(times))
 
 
-def evaluate(checkpoint: Path, data: Path, split: str = "test") -> dict:
-    predictor = Predictor.from_checkpoint(checkpoint, device="cpu")
+def evaluate(checkpoint: Path, data: Path, split: str = "test", precision: str = "auto") -> dict:
+    predictor = Predictor.from_checkpoint(checkpoint, device="cpu", precision=precision)
     meta = predictor.meta
     class_names = list(predictor.class_names)
     samples: list[Sample] = list_samples(data, split)
@@ -92,6 +92,7 @@ def evaluate(checkpoint: Path, data: Path, split: str = "test") -> dict:
         "split": split,
         "checkpoint": str(checkpoint),
         "model_version": predictor.model_version,
+        "inference_precision": predictor.precision,
         **classification_metrics(labels, calibrated, class_names),
     }
     report.update(bootstrap_ci(labels, calibrated.argmax(1)))
@@ -151,18 +152,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--split", default="test", choices=("train", "valid", "test"))
     p.add_argument("--out", type=Path, required=True, help="JSON report path; figures go beside it")
     p.add_argument("--no-update-checkpoint", action="store_true", help="do not record the metrics in the checkpoint")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="CPU inference precision, as in the app (auto: bf16 where the CPU has it natively)")
     p.add_argument("--latency-only", action="store_true",
                    help="re-measure only the CPU latency in an existing report (run on an otherwise idle machine)")
     a = p.parse_args(argv)
     if a.latency_only:
         report = json.loads(a.out.read_text())
-        predictor = Predictor.from_checkpoint(a.checkpoint, device="cpu")
+        predictor = Predictor.from_checkpoint(a.checkpoint, device="cpu", precision=a.precision)
         report["latency_ms_p50"] = measure_latency(predictor, list_samples(a.data, a.split)[0].path)
         report["latency_threads"] = torch.get_num_threads()
         a.out.write_text(json.dumps(report, indent=1))
         log.info("%s: CPU latency p50 %.1f ms", report["arch"], report["latency_ms_p50"])
         return
-    report = evaluate(a.checkpoint, a.data, a.split)
+    report = evaluate(a.checkpoint, a.data, a.split, a.precision)
     report["command"] = "python -m training.evaluate " + " ".join(shlex.quote(x) for x in (argv or sys.argv[1:]))
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(report, indent=1))

@@ -57,19 +57,20 @@ def get_engine() -> Engine:
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
-def _predictor_for(checkpoint_path: str, mtime_ns: int, device: str | None) -> Predictor:
+def _predictor_for(checkpoint_path: str, mtime_ns: int, device: str | None, precision: str = "auto") -> Predictor:
     """Load one checkpoint; keyed by path and modification time so a retrained file reloads."""
     from lungscan.inference import Predictor
 
     log.info("Loading model checkpoint %s (device=%s)", checkpoint_path, device or "auto")
-    return Predictor.from_checkpoint(Path(checkpoint_path), device=device)
+    return Predictor.from_checkpoint(Path(checkpoint_path), device=device, precision=precision)
 
 
 def get_predictor(checkpoint_path: Path) -> Predictor:
     """The shared `Predictor` for a checkpoint file, on CUDA, MPS or CPU (Settings.device)."""
-    device = get_settings().device
+    settings = get_settings()
     path = Path(checkpoint_path).resolve()
-    return _predictor_for(str(path), path.stat().st_mtime_ns, None if device == "auto" else device)
+    device = None if settings.device == "auto" else settings.device
+    return _predictor_for(str(path), path.stat().st_mtime_ns, device, settings.inference_precision)
 
 
 @st.cache_resource(show_spinner=False)
