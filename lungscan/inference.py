@@ -55,7 +55,7 @@ class Predictor:
     caches one per checkpoint and shares it across sessions.
     """
 
-    def __init__(self, model: nn.Module, meta: dict[str, Any], device: torch.device, precision: str = "auto") -> None:
+    def __init__(self, model: nn.Module, meta: dict[str, Any], device: torch.device, precision: str = "fp32") -> None:
         self.model = model.to(device).eval().to(memory_format=torch.channels_last)
         self.meta = meta
         self.device = device
@@ -64,13 +64,14 @@ class Predictor:
         self.prep = Preprocessing.from_dict(meta["preprocessing"])
         self.temperature = float(meta["temperature"])
         self.model_version: str = f"{self.arch}@{meta['code_version']}"
-        #: bf16 autocast on CPUs with native bf16 (about 1.5x faster there), fp32 elsewhere; see devices.use_bf16.
+        #: fp32 by default: the reference numbers. bf16 autocast ("bf16", or "auto" on CPUs with native bf16)
+        #: is about 1.5x faster but moves logits by up to a few tenths (see README); see devices.use_bf16.
         self.bf16 = use_bf16(device, precision)
         self.precision = "bf16" if self.bf16 else "fp32"
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device | None = None,
-                        precision: str = "auto") -> "Predictor":
+                        precision: str = "fp32") -> "Predictor":
         device = pick_device("auto" if device is None else str(device))
         model, meta = load_checkpoint(path, device=device)
         predictor = cls(model, meta, device, precision)

@@ -114,6 +114,7 @@ def test_bf16_inference_matches_fp32_and_fp32_stays_available():
     fp32 = Predictor(model, meta, torch.device("cpu"), precision="fp32")
     bf16 = Predictor(model, meta, torch.device("cpu"), precision="bf16")
     assert (fp32.precision, bf16.precision) == ("fp32", "bf16")
+    assert Predictor(model, meta, torch.device("cpu")).precision == "fp32"  # the default: reference numbers
     image = ct_like(1)
     a, b = fp32.predict(image), bf16.predict(image)
     assert max(abs(a.probabilities[c] - b.probabilities[c]) for c in CLASS_NAMES) < 0.03

@@ -76,7 +76,7 @@ def measure_latency(predictor: Predictor, path: Path, repeats: int = 30) -> floa
     return float(np.median(times))
 
 
-def evaluate(checkpoint: Path, data: Path, split: str = "test", precision: str = "auto") -> dict:
+def evaluate(checkpoint: Path, data: Path, split: str = "test", precision: str = "fp32") -> dict:
     predictor = Predictor.from_checkpoint(checkpoint, device="cpu", precision=precision)
     meta = predictor.meta
     class_names = list(predictor.class_names)
@@ -152,8 +152,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--split", default="test", choices=("train", "valid", "test"))
     p.add_argument("--out", type=Path, required=True, help="JSON report path; figures go beside it")
     p.add_argument("--no-update-checkpoint", action="store_true", help="do not record the metrics in the checkpoint")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                   help="CPU inference precision, as in the app (auto: bf16 where the CPU has it natively)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="fp32",
+                   help="CPU inference precision (default fp32, as the app uses by default)")
     p.add_argument("--latency-only", action="store_true",
                    help="re-measure only the CPU latency in an existing report (run on an otherwise idle machine)")
     a = p.parse_args(argv)

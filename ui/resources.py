@@ -57,7 +57,7 @@ def get_engine() -> Engine:
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
-def _predictor_for(checkpoint_path: str, mtime_ns: int, device: str | None, precision: str = "auto") -> Predictor:
+def _predictor_for(checkpoint_path: str, mtime_ns: int, device: str | None, precision: str = "fp32") -> Predictor:
     """Load one checkpoint; keyed by path and modification time so a retrained file reloads."""
     from lungscan.inference import Predictor
 
