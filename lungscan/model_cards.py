@@ -166,6 +166,16 @@ def per_class_wide(evaluations: dict[str, dict[str, Any]], metric: str) -> pd.Da
     return wide.reindex(index=list(dict.fromkeys(long["Model"])), columns=list(dict.fromkeys(long["Class"])))
 
 
+def model_input(preprocessing: dict[str, Any] | None) -> str:
+    """How a model sees a slice, from its checkpoint's preprocessing record."""
+    if not preprocessing:
+        return "—"
+    side = int(preprocessing["input_size"])
+    if preprocessing.get("geometry", "crop") == "full":
+        return f"the whole slice resized to {side}×{side}, greyscale"
+    return f"{side}×{side} centre crop of the slice resized to {round(side * 256 / 224)} (short side), greyscale"
+
+
 def model_card_facts(evaluation: dict[str, Any]) -> dict[str, str]:
     """The headline facts of one model for the About page's model card, as display strings."""
 
@@ -178,6 +188,7 @@ def model_card_facts(evaluation: dict[str, Any]) -> dict[str, str]:
         "Architecture": str(evaluation.get("arch")),
         "Pretrained on ImageNet": "yes" if evaluation.get("pretrained") else "no",
         "Classes": ", ".join(display_name(c) for c in evaluation.get("class_names", [])),
+        "Model input": model_input(evaluation.get("preprocessing")),
         "Evaluated on": f"{evaluation.get('n', '?')} images ({evaluation.get('split', 'test')} split)",
         "Accuracy": f"{pct(evaluation.get('accuracy'))} (95% CI {_interval(evaluation.get('accuracy_ci')) or '—'})",
         "Macro-F1": f"{_number(evaluation.get('macro_f1')):.3f} (95% CI {_interval(evaluation.get('macro_f1_ci')) or '—'})",

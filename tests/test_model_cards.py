@@ -115,3 +115,11 @@ def test_figures_carry_the_data(models_dir):
     assert [t.name for t in reliability.data][1:] == ["Before (ECE 0.080)", "After temperature scaling (ECE 0.030)"]
     bar = figures.probability_bar({"normal": 0.7, "adenocarcinoma": 0.3}, highlight="normal")
     assert list(bar.data[0].x) == [0.7, 0.3] and bar.data[0].marker.color[0] == figures.ACCENT
+
+
+def test_model_card_says_how_the_model_sees_a_slice():
+    full = {"input_size": 288, "mean": [0.5] * 3, "std": [0.5] * 3, "geometry": "full"}
+    assert model_cards.model_input(full) == "the whole slice resized to 288×288, greyscale"
+    legacy = {"input_size": 224, "mean": [0.5] * 3, "std": [0.5] * 3}  # written before geometries existed
+    assert model_cards.model_input(legacy).startswith("224×224 centre crop of the slice resized to 256")
+    assert model_cards.model_input(None) == "—"

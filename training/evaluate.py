@@ -93,6 +93,7 @@ def evaluate(checkpoint: Path, data: Path, split: str = "test", precision: str =
         "checkpoint": str(checkpoint),
         "model_version": predictor.model_version,
         "inference_precision": predictor.precision,
+        "preprocessing": predictor.prep.to_dict(),
         **classification_metrics(labels, calibrated, class_names),
     }
     report.update(bootstrap_ci(labels, calibrated.argmax(1)))
