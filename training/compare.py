@@ -30,13 +30,20 @@ def _ci(report: dict, key: str) -> str:
     return f"{report[key]:.3f} ({lo:.3f}–{hi:.3f})"
 
 
+def _input(report: dict) -> str:
+    """Input side and geometry, e.g. '224 full'; reports from before geometries existed used the card's crop."""
+    prep = report.get("preprocessing") or {"input_size": report.get("recipe", {}).get("input_size") or 224}
+    return f"{prep['input_size']} {prep.get('geometry', 'crop')}"
+
+
 def markdown_table(reports: list[dict]) -> str:
-    header = ("| model | pretrained | epochs | valid acc | test accuracy (95% CI) | macro-F1 (95% CI) | dedup acc (n) "
+    header = ("| model | pretrained | input | epochs | valid acc | test accuracy (95% CI) | macro-F1 (95% CI) | dedup acc (n) "
               "| macro AUC | ECE → calibrated | shortcut agreement | params | size MB | CPU ms |")
-    lines = [header, "|" + "|".join(["---"] * 13) + "|"]
+    lines = [header, "|" + "|".join(["---"] * 14) + "|"]
     for r in sorted(reports, key=lambda r: -(r.get("valid_accuracy") or 0)):
         lines.append(
-            f"| {r['display_name']} | {'ImageNet' if r['pretrained'] else 'none'} | {len(r.get('history', []))} "
+            f"| {r['display_name']} | {'ImageNet' if r['pretrained'] else 'none'} | {_input(r)} "
+            f"| {len(r.get('history', []))} "
             f"| {r.get('valid_accuracy') or float('nan'):.3f} | {_ci(r, 'accuracy')} | {_ci(r, 'macro_f1')} "
             f"| {r['dedup_accuracy']:.3f} ({r['dedup_n']}) | {r['roc_auc']['macro']:.3f} "
             f"| {r['ece']:.3f} → {r['ece_calibrated']:.3f} | {r['shortcut']['prediction_agreement']:.3f} "
@@ -64,7 +71,8 @@ def main(argv: list[str] | None = None) -> None:
             "`python -m training.train_all --data <dataset>`. Sorted by validation accuracy, which alone picks the "
             "default model. *dedup acc* counts only test images with no byte-identical copy in train; *shortcut "
             "agreement* is the share of test predictions unchanged when every image is re-encoded to 512x512 RGB "
-            "PNG first.\n\n{table}\n").format(n=reports[0]["n"], table=table)
+            "PNG first. *input*: side in pixels and geometry (`crop`: the model card's Resize(256)+CenterCrop(224); "
+            "`full`: the whole slice resized to a square).\n\n{table}\n").format(n=reports[0]["n"], table=table)
     (a.models / "COMPARISON.md").write_text(text)
     print(table)
     if a.write_default:
