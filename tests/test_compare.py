@@ -26,3 +26,28 @@ def test_default_is_chosen_by_validation_never_by_test(tmp_path):
     assert "| input |" in rows[0]
     assert rows[1].split(" | ")[2:4] == ["224 full", "1"]  # sorted by validation; input and epochs columns
     assert rows[2].split(" | ")[2] == "224 crop"  # a report without a preprocessing record: the card's crop
+
+
+def test_candidate_runs_are_ranked_by_validation_with_their_commands(tmp_path):
+    from dataclasses import asdict
+
+    from lungscan.checkpoint import save_checkpoint
+    from lungscan.registry import create_model
+    from training.train import TrainConfig
+
+    model = create_model("mobilenet_v2")
+    for name, accs, cfg in (
+        ("a", [0.5, 0.7], TrainConfig("mobilenet_v2", "d", "runs/a", epochs=2)),
+        ("b", [0.8, 0.6], TrainConfig("mobilenet_v2", "d", "runs/b", epochs=2, geometry="full", schedule="cosine")),
+    ):
+        history = [{"epoch": i + 1, "val_acc": acc, "val_loss": 1 - acc} for i, acc in enumerate(accs)]
+        meta = {"arch": "mobilenet_v2", "class_names": [], "preprocessing": {}, "temperature": 1.0,
+                "recipe": asdict(cfg), "history": history, "data_fingerprint": "test", "code_version": "test"}
+        save_checkpoint(tmp_path / name / "checkpoint.pt", model=model, meta=meta)
+    out = tmp_path / "SELECTION.md"
+    compare.main(["--candidates", str(tmp_path / "a" / "checkpoint.pt"), str(tmp_path / "b" / "checkpoint.pt"),
+                  "--out", str(out)])
+    rows = out.read_text().splitlines()[2:]
+    assert rows[0].startswith("| b | 0.800 | 0.200 | 1 / 2 |")
+    assert "--epochs 2 --geometry full --schedule cosine`" in rows[0]
+    assert rows[1].startswith("| a | 0.700 | 0.300 | 2 / 2 |") and "--geometry" not in rows[1]

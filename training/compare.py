@@ -1,6 +1,7 @@
 """Build one comparison table across every evaluated architecture and pick the default model.
 
     python -m training.compare --models models [--write-default]
+    python -m training.compare --candidates runs/*/checkpoint.pt [--out SELECTION.md]
 
 Reads models/<arch>/evaluation.json, prints a Markdown table, writes models/COMPARISON.md
 and, with --write-default, names the architecture with the best *validation* accuracy
@@ -11,9 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict
 from pathlib import Path
 
+from lungscan.checkpoint import read_checkpoint
 from lungscan.registry import ARCHITECTURES
+
+from .train import TrainConfig
 
 
 def load_reports(models_dir: Path) -> list[dict]:
@@ -57,11 +62,46 @@ def choose_default(reports: list[dict]) -> str:
     return max(reports, key=lambda r: ((r.get("valid_accuracy") or 0), -r["checkpoint_bytes"]))["arch"]
 
 
+def recipe_command(meta: dict) -> str:
+    """The `training.train` command that reproduces a checkpoint from its recorded recipe."""
+    recipe, defaults = meta["recipe"], asdict(TrainConfig(arch="", data="", out=""))
+    parts = [f"python -m training.train --arch {recipe['arch']} --data DATA --out {recipe['out']}"]
+    for key, value in recipe.items():
+        if isinstance(value, str):
+            value = value.lower()  # early checkpoints wrote "Adam"
+        if key in defaults and key not in ("arch", "data", "out", "device") and value != defaults[key]:
+            parts.append(f"--{key.replace('_', '-')}" + ("" if value is True else f" {value}"))
+    return " ".join(parts)
+
+
+def candidates_table(paths: list[Path]) -> str:
+    """Training runs of one model side by side, by their validation results only (no test numbers)."""
+    rows = []
+    for path in paths:
+        meta = read_checkpoint(path)["meta"]
+        best = max(meta["history"], key=lambda r: (r["val_acc"], -r["val_loss"]))  # the trainer's own rule
+        valid = {"accuracy": best["val_acc"], "loss": best["val_loss"], "epoch": best["epoch"]}
+        rows.append((valid["accuracy"], -valid["loss"], path, meta, valid))
+    lines = ["| run | valid acc | valid loss | best epoch / run | command |", "|---|---|---|---|---|"]
+    for _, _, path, meta, valid in sorted(rows, key=lambda r: (r[0], r[1]), reverse=True):
+        lines.append(f"| {path.parent.name} | {valid['accuracy']:.3f} | {valid['loss']:.3f} "
+                     f"| {valid['epoch']} / {len(meta['history'])} | `{recipe_command(meta)}` |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", type=Path, default=Path("models"))
     p.add_argument("--write-default", action="store_true")
+    p.add_argument("--candidates", type=Path, nargs="+", help="checkpoints of candidate runs: compare by validation")
+    p.add_argument("--out", type=Path, help="with --candidates: also write the table to this file")
     a = p.parse_args(argv)
+    if a.candidates:
+        table = candidates_table(a.candidates)
+        print(table)
+        if a.out:
+            a.out.write_text(table + "\n")
+        return
     reports = load_reports(a.models)
     if not reports:
         raise SystemExit(f"No evaluation.json under {a.models}; run training.train_all first.")
