@@ -105,6 +105,17 @@ def model_view(image: Image.Image, prep: Preprocessing) -> Image.Image:
     return Image.fromarray(crop[0].numpy(), mode="L")
 
 
+def at_slice_aspect(view: Image.Image, slice_size: tuple[int, int], prep: Preprocessing) -> Image.Image:
+    """A model view (or a heatmap over it) stretched back to the slice's width/height, for display.
+
+    Only the ``full`` geometry squeezes the slice; a ``crop`` view is returned unchanged.
+    """
+    if prep.geometry != "full":
+        return view
+    width, height = slice_size
+    return view.resize((max(1, round(view.height * width / height)), view.height), Image.Resampling.BILINEAR)
+
+
 def preprocess(image: Image.Image, prep: Preprocessing) -> torch.Tensor:
     """Greyscale PIL image -> normalised float tensor (3, input_size, input_size)."""
     return eval_transform(prep)(standardize(image, prep))

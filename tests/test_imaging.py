@@ -8,7 +8,7 @@ from PIL import Image
 
 from lungscan.errors import ImageError
 from lungscan.imaging import load_image
-from lungscan.transforms import Preprocessing, model_view, preprocess
+from lungscan.transforms import Preprocessing, at_slice_aspect, model_view, preprocess
 
 from synthetic import ct_like
 
@@ -103,3 +103,10 @@ def test_preprocessing_round_trips_and_old_checkpoints_mean_the_card_crop():
     assert Preprocessing.from_dict({"input_size": 224, "mean": [0.5] * 3, "std": [0.5] * 3}).geometry == "crop"
     with pytest.raises(ValueError, match="geometry"):
         Preprocessing(224, geometry="stretch")
+
+
+def test_views_are_shown_at_the_slice_aspect_ratio():
+    image = Image.fromarray(np.full((200, 300), 90, np.uint8), "L")
+    full, crop = Preprocessing(224, geometry="full"), Preprocessing(224)
+    assert at_slice_aspect(model_view(image, full), image.size, full).size == (336, 224)
+    assert at_slice_aspect(model_view(image, crop), image.size, crop).size == (224, 224)  # a crop is not squeezed

@@ -14,6 +14,7 @@ from lungscan import figures
 from lungscan.classes import display_name
 from lungscan.explain import CAM_METHODS, overlay_cam
 from lungscan.registry import ARCHITECTURES
+from lungscan.transforms import at_slice_aspect
 
 from .resources import cached_cam, get_predictor
 
@@ -78,9 +79,11 @@ def heatmap_panel(checkpoint: Path, image: Image.Image, *, default_target: str, 
     )
     method_label = col2.selectbox("CAM method", list(CAM_METHODS), key=f"{key}_method")
     opacity = col3.slider("Heatmap opacity", 0.0, 1.0, 0.45, 0.05, key=f"{key}_opacity")
-    base = predictor.model_view(image)
+    view = predictor.model_view(image)
     cam = cached_cam(str(checkpoint), image_key(image), target, CAM_METHODS[method_label], image)
-    overlay = overlay_cam(base, cam, opacity)
+    # Shown at the slice's own aspect ratio (a model that sees the whole slice sees it squeezed to a square).
+    base = at_slice_aspect(view, image.size, predictor.prep)
+    overlay = np.asarray(at_slice_aspect(Image.fromarray(overlay_cam(view, cam, opacity)), image.size, predictor.prep))
     st.plotly_chart(
         figures.image_pair(base, overlay, titles=("What the model saw", f"{method_label}: {display_name(target)}")),
         key=f"{key}_heatmap",
