@@ -195,6 +195,8 @@ def test_full_clinical_flow_in_chromium(server, tmp_path):
                 assert finding.count() >= 1, "a dataset slice should get a class, not a gate refusal"
             page.get_by_text("What the model saw").first.wait_for()  # the heatmap figure
             assert page.locator(".js-plotly-plot").count() >= 2
+            page.locator(".js-plotly-plot").last.scroll_into_view_if_needed()
+            page.screenshot(path=str(ARTIFACTS / "e2e-scan-heatmap.png"))  # for a human look
 
             # It is in the history, with a PDF report.
             open_page(page, "History")
