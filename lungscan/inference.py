@@ -79,7 +79,7 @@ class Predictor:
         return predictor
 
     def model_view(self, image: Image.Image) -> Image.Image:
-        """The greyscale crop the model actually sees (for overlays)."""
+        """The greyscale image the model actually sees (for overlays)."""
         return model_view(image, self.prep)
 
     def input_tensor(self, image: Image.Image) -> torch.Tensor:
