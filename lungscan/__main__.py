@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .classes import display_name
 from .config import get_settings
+from .devices import PRECISIONS
 from .errors import ImageError, LungScanError
 from .imaging import load_image
 from .inference import Predictor, resolve_model
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     predict.add_argument("files", nargs="+", metavar="FILE")
     predict.add_argument("--model", default=None, help="architecture name or checkpoint path (default: the default model)")
     predict.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
-    predict.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=None,
+    predict.add_argument("--precision", choices=PRECISIONS, default=None,
                          help="CPU inference precision (default: the inference_precision setting, fp32)")
     predict.add_argument("--json", action="store_true", help="one JSON object per file")
     args = parser.parse_args(argv)

@@ -18,6 +18,9 @@ def pick_device(preference: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
 def cpu_has_native_bf16() -> bool:
     """True when the CPU computes bf16 in hardware (AVX-512 BF16 or AMX), where bf16 inference is
     faster than fp32; elsewhere bf16 is emulated and slower. Read from /proc/cpuinfo (Linux only)."""
@@ -31,7 +34,7 @@ def cpu_has_native_bf16() -> bool:
 
 def use_bf16(device: torch.device, precision: str = "auto") -> bool:
     """Whether inference on `device` runs under bf16 autocast for the given precision setting."""
-    if precision not in ("auto", "fp32", "bf16"):
+    if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; expected auto, fp32 or bf16")
     if device.type != "cpu" or precision == "fp32":
         return False

@@ -37,7 +37,7 @@ def test_candidate_runs_are_ranked_by_validation_with_their_commands(tmp_path):
 
     model = create_model("mobilenet_v2")
     for name, accs, cfg in (
-        ("a", [0.5, 0.7], TrainConfig("mobilenet_v2", "d", "runs/a", epochs=2)),
+        ("a", [0.5, 0.7], TrainConfig("mobilenet_v2", "d", "runs/a", epochs=2, amp=False)),
         ("b", [0.8, 0.6], TrainConfig("mobilenet_v2", "d", "runs/b", epochs=2, geometry="full", schedule="cosine")),
     ):
         history = [{"epoch": i + 1, "val_acc": acc, "val_loss": 1 - acc} for i, acc in enumerate(accs)]
@@ -51,3 +51,4 @@ def test_candidate_runs_are_ranked_by_validation_with_their_commands(tmp_path):
     assert rows[0].startswith("| b | 0.800 | 0.200 | 1 / 2 |")
     assert "--epochs 2 --geometry full --schedule cosine`" in rows[0]
     assert rows[1].startswith("| a | 0.700 | 0.300 | 2 / 2 |") and "--geometry" not in rows[1]
+    assert rows[1].endswith("--epochs 2 --no-amp` |")  # booleans become the CLI's own flags

@@ -69,8 +69,10 @@ def recipe_command(meta: dict) -> str:
     for key, value in recipe.items():
         if isinstance(value, str):
             value = value.lower()  # early checkpoints wrote "Adam"
-        if key in defaults and key not in ("arch", "data", "out", "device") and value != defaults[key]:
-            parts.append(f"--{key.replace('_', '-')}" + ("" if value is True else f" {value}"))
+        if key == "amp" and value is False:
+            parts.append("--no-amp")
+        elif key in defaults and key not in ("arch", "data", "out", "device", "amp") and value != defaults[key]:
+            parts.append(f"--{key.replace('_', '-')} {value}")
     return " ".join(parts)
 
 

@@ -28,6 +28,7 @@ from PIL import Image
 from lungscan.checkpoint import read_checkpoint, update_metadata
 from lungscan.classes import CLASS_NAMES
 from lungscan.data import Sample, list_samples
+from lungscan.devices import PRECISIONS
 from lungscan.imaging import decode_raster, load_image, read_bytes
 from lungscan.inference import Predictor
 from lungscan.metrics import bootstrap_ci, classification_metrics, reliability, softmax
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--split", default="test", choices=("train", "valid", "test"))
     p.add_argument("--out", type=Path, required=True, help="JSON report path; figures go beside it")
     p.add_argument("--no-update-checkpoint", action="store_true", help="do not record the metrics in the checkpoint")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="fp32",
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="CPU inference precision (default fp32, as the app uses by default)")
     p.add_argument("--latency-only", action="store_true",
                    help="re-measure only the CPU latency in an existing report (run on an otherwise idle machine)")
