@@ -65,7 +65,8 @@ def test_resume_continues_where_it_stopped(trained):
 def _improved_config(dataset, out, epochs):
     return TrainConfig(arch="efficientnet_lite0", data=str(dataset), out=str(out), epochs=epochs, batch_size=8,
                        lr_backbone=1e-3, lr_head=1e-3, weight_decay=0.05, patience=0, seed=3, input_size=64,
-                       geometry="full", optimizer="adamw", schedule="cosine", label_smoothing=0.1, ema=0.9)
+                       geometry="full", optimizer="adamw", schedule="cosine", label_smoothing=0.1, ema=0.9,
+                       mixup=0.2, cutmix=1.0, mix_prob=0.5)
 
 
 def test_resume_with_schedule_and_ema_gives_the_same_model_as_one_run(dataset, tmp_path, monkeypatch):
@@ -93,8 +94,20 @@ def test_resume_with_schedule_and_ema_gives_the_same_model_as_one_run(dataset, t
 
     assert len(rows("straight")) == 4 and rows("straight") == rows("resumed")
     a, b = read_checkpoint(straight), read_checkpoint(resumed)
-    assert a["meta"]["recipe"]["schedule"] == "cosine" and a["meta"]["preprocessing"]["geometry"] == "full"
+    assert a["meta"]["recipe"]["schedule"] == "cosine" and a["meta"]["recipe"]["cutmix"] == 1.0 and a["meta"]["preprocessing"]["geometry"] == "full"
     assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+
+
+def test_mixing_blends_images_and_labels_of_a_batch():
+    x = torch.stack([torch.full((3, 16, 16), float(i)) for i in range(4)])
+    y = torch.tensor([0, 1, 2, 3])
+    torch.manual_seed(0)
+    for cfg in (TrainConfig(arch="", data="", out="", mixup=0.4), TrainConfig(arch="", data="", out="", cutmix=1.0)):
+        mixed, target = train_module.make_mixer(cfg)(x, y)
+        assert target.shape == (4, 4) and torch.allclose(target.sum(1), torch.ones(4))
+        assert (target > 0).sum(1).max() == 2  # each image now carries two labels' worth of content
+        assert not torch.equal(mixed, x)
+    assert train_module.make_mixer(TrainConfig(arch="", data="", out="")) is None
 
 
 def test_checkpoint_describes_itself(trained, dataset):

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
+from torchvision.transforms import v2
 from tqdm import tqdm
 
 from lungscan.checkpoint import code_version, save_checkpoint
@@ -63,6 +64,9 @@ class TrainConfig:
     schedule: str = "constant"  # constant (the card's) | cosine (one warm-up epoch, then cosine decay to 0)
     label_smoothing: float = 0.0
     ema: float = 0.0  # decay of an exponential moving average of the weights, evaluated and kept; 0 = off
+    mixup: float = 0.0  # Beta(alpha, alpha) of MixUp between pairs of training images; 0 = off
+    cutmix: float = 0.0  # Beta(alpha, alpha) of CutMix (a pasted patch of another image); 0 = off
+    mix_prob: float = 1.0  # share of training batches mixed when mixup or cutmix is on
 
     def resolved_pretrained(self) -> str:
         if self.pretrained != "auto":
@@ -122,17 +126,35 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per
     )
 
 
+def make_mixer(cfg: TrainConfig) -> v2.Transform | None:
+    """The batch-mixing augmentation asked for (MixUp, CutMix or a random choice of the two), or None."""
+    mixers = []
+    if cfg.mixup:
+        mixers.append(v2.MixUp(alpha=cfg.mixup, num_classes=len(CLASS_NAMES)))
+    if cfg.cutmix:
+        mixers.append(v2.CutMix(alpha=cfg.cutmix, num_classes=len(CLASS_NAMES)))
+    if not mixers:
+        return None
+    return mixers[0] if len(mixers) == 1 else v2.RandomChoice(mixers)
+
+
 def train_one_epoch(model, loader, optimizer, criterion, device, amp, scaler, desc: str, *,
-                    scheduler=None, ema: AveragedModel | None = None) -> tuple[float, float]:
+                    scheduler=None, ema: AveragedModel | None = None, mixer: v2.Transform | None = None,
+                    mix_prob: float = 1.0) -> tuple[float, float]:
+    """One pass over the loader; returns mean loss and accuracy (against the dominant label of a mixed image)."""
     model.train()
     total_loss, correct, seen = 0.0, 0, 0
     for x, y in tqdm(loader, desc=desc, leave=False, unit="batch"):
+        target = y
+        if mixer is not None and torch.rand(()) < mix_prob:
+            x, target = mixer(x, y)  # target: per-class weights, rows summing to 1
+            y = target.argmax(1)
         x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        y = y.to(device, non_blocking=True)
+        y, target = y.to(device, non_blocking=True), target.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
         with autocast(device, amp):
             out = model(x)
-            loss = criterion(out.float(), y)
+            loss = criterion(out.float(), target)
         if scaler is not None:
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -181,6 +203,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
     criterion = nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None else None,
                                     label_smoothing=cfg.label_smoothing)
     scaler = torch.amp.GradScaler("cuda") if (cfg.amp and device.type == "cuda") else None
+    mixer = make_mixer(cfg)
 
     state_path, best_path = out / "last_state.pt", out / "best_weights.pt"
     history: list[dict] = []
@@ -204,7 +227,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
         started = time.perf_counter()
         train_loss, train_acc = train_one_epoch(
             model, train_loader, optimizer, criterion, device, cfg.amp, scaler, f"epoch {epoch + 1}/{cfg.epochs}",
-            scheduler=scheduler, ema=ema,
+            scheduler=scheduler, ema=ema, mixer=mixer, mix_prob=cfg.mix_prob,
         )
         logits, labels = predict_logits(evaluated, valid_loader, device, cfg.amp)
         val_loss = float(nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels)))
@@ -280,6 +303,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
     p.add_argument("--schedule", choices=("constant", "cosine"), default="constant")
     p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--ema", type=float, default=0.0, help="EMA decay per step for the kept weights (0 = off)")
+    p.add_argument("--mixup", type=float, default=0.0, help="MixUp Beta alpha, e.g. 0.2 (0 = off)")
+    p.add_argument("--cutmix", type=float, default=0.0, help="CutMix Beta alpha, e.g. 1.0 (0 = off)")
+    p.add_argument("--mix-prob", type=float, default=1.0,
+                   help="share of batches mixed when --mixup/--cutmix is on (both on: one picked per batch)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last_state.pt")
     a = p.parse_args(argv)
     cfg = TrainConfig(arch=a.arch, data=a.data, out=a.out, epochs=a.epochs, batch_size=a.batch_size,
@@ -287,7 +314,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
                       pretrained=a.pretrained, class_weights=a.class_weights, patience=a.patience, seed=a.seed,
                       amp=not a.no_amp, device=a.device, max_train_samples=a.max_train_samples,
                       input_size=a.input_size, geometry=a.geometry, optimizer=a.optimizer, schedule=a.schedule,
-                      label_smoothing=a.label_smoothing, ema=a.ema)
+                      label_smoothing=a.label_smoothing, ema=a.ema, mixup=a.mixup, cutmix=a.cutmix,
+                      mix_prob=a.mix_prob)
     return cfg, a.resume
 
 
