@@ -120,6 +120,20 @@ def test_checkpoint_describes_itself(trained, dataset):
     assert len(meta["history"]) == 6 and meta["temperature"] > 0 and meta["gate"]["threshold"] > 0
 
 
+def test_recorded_validation_result_is_what_the_app_gets_from_the_shipped_model(trained, dataset):
+    # Selection ran in the precision the app uses (fp32), so the checkpoint's validation figures are the
+    # shipped weights' figures through the app's own Predictor, not a bf16 approximation of them.
+    _, _, checkpoint = trained
+    meta = read_checkpoint(checkpoint)["meta"]
+    predictor = Predictor.from_checkpoint(checkpoint, "cpu")
+    valid = train_module.load_splits(dataset)["valid"]
+    logits = torch.tensor([predictor.predict(load_image(s.path)).logits for s in valid])
+    labels = torch.tensor([s.label for s in valid])
+    assert meta["metrics"]["valid"]["accuracy"] == pytest.approx((logits.argmax(1) == labels).float().mean().item())
+    assert meta["metrics"]["valid"]["loss"] == pytest.approx(
+        torch.nn.functional.cross_entropy(logits, labels).item(), rel=1e-4)
+
+
 def test_checkpoint_round_trip_keeps_class_order_and_outputs(trained, tmp_path):
     _, _, checkpoint = trained
     model, meta = load_checkpoint(checkpoint)
