@@ -7,8 +7,9 @@ backbone and 1e-4 for the head (a backbone trained from scratch uses the head ra
 weight decay 1e-6, up to 60 epochs, mixed precision, channels_last, best-by-validation
 checkpointing (validation in fp32, as the app runs the model), fixed seeds and
 resumable state. Training de-duplicates the training split and drops validation images
-that also occur in train, so selection is not steered by leaked copies. At the end the best weights get a calibration temperature
-and input-gate statistics, both fitted on train/validation only.
+that also occur in train, so selection is not steered by leaked copies. At the end the
+best weights get a calibration temperature and input-gate statistics, both fitted on
+train/validation only.
 """
 
 from __future__ import annotations
