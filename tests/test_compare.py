@@ -39,16 +39,18 @@ def test_candidate_runs_are_ranked_by_validation_with_their_commands(tmp_path):
     for name, accs, cfg in (
         ("a", [0.5, 0.7], TrainConfig("mobilenet_v2", "d", "runs/a", epochs=2, amp=False)),
         ("b", [0.8, 0.6], TrainConfig("mobilenet_v2", "d", "runs/b", epochs=2, geometry="full", schedule="cosine")),
+        ("c", [0.4, 0.4], TrainConfig("mobilenet_v2", "d", "runs/c", epochs=2)),
     ):
         history = [{"epoch": i + 1, "val_acc": acc, "val_loss": 1 - acc} for i, acc in enumerate(accs)]
+        recipe = asdict(cfg) | ({"selection": "max valid accuracy (fp32), then min valid loss"} if name == "c" else {})
         meta = {"arch": "mobilenet_v2", "class_names": [], "preprocessing": {}, "temperature": 1.0,
-                "recipe": asdict(cfg), "history": history, "data_fingerprint": "test", "code_version": "test"}
+                "recipe": recipe, "history": history, "data_fingerprint": "test", "code_version": "test"}
         save_checkpoint(tmp_path / name / "checkpoint.pt", model=model, meta=meta)
     out = tmp_path / "SELECTION.md"
-    compare.main(["--candidates", str(tmp_path / "a" / "checkpoint.pt"), str(tmp_path / "b" / "checkpoint.pt"),
-                  "--out", str(out)])
+    compare.main(["--candidates", *(str(tmp_path / name / "checkpoint.pt") for name in "abc"), "--out", str(out)])
     rows = out.read_text().splitlines()[2:]
-    assert rows[0].startswith("| b | 0.800 | 0.200 | 1 / 2 |")
+    assert rows[0].startswith("| b | 0.800 | 0.200 | 1 / 2 | mixed precision |")
     assert "--epochs 2 --geometry full --schedule cosine`" in rows[0]
-    assert rows[1].startswith("| a | 0.700 | 0.300 | 2 / 2 |") and "--geometry" not in rows[1]
+    assert rows[1].startswith("| a | 0.700 | 0.300 | 2 / 2 | fp32 |") and "--geometry" not in rows[1]
     assert rows[1].endswith("--epochs 2 --no-amp` |")  # booleans become the CLI's own flags
+    assert rows[2].startswith("| c | 0.400 | 0.600 | 1 / 2 | fp32 |")  # the trainer now validates in fp32

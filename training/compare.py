@@ -76,6 +76,12 @@ def recipe_command(meta: dict) -> str:
     return " ".join(parts)
 
 
+def validation_precision(recipe: dict) -> str:
+    """How a run computed its validation figures: fp32 since the trainer validates as the app runs the model;
+    earlier runs with mixed precision validated under autocast too."""
+    return "fp32" if "fp32" in recipe.get("selection", "") or not recipe.get("amp", True) else "mixed precision"
+
+
 def candidates_table(paths: list[Path]) -> str:
     """Training runs of one model side by side, by their validation results only (no test numbers)."""
     rows = []
@@ -84,10 +90,11 @@ def candidates_table(paths: list[Path]) -> str:
         best = max(meta["history"], key=lambda r: (r["val_acc"], -r["val_loss"]))  # the trainer's own rule
         valid = {"accuracy": best["val_acc"], "loss": best["val_loss"], "epoch": best["epoch"]}
         rows.append((valid["accuracy"], -valid["loss"], path, meta, valid))
-    lines = ["| run | valid acc | valid loss | best epoch / run | command |", "|---|---|---|---|---|"]
+    lines = ["| run | valid acc | valid loss | best epoch / run | validated in | command |", "|---|---|---|---|---|---|"]
     for _, _, path, meta, valid in sorted(rows, key=lambda r: (r[0], r[1]), reverse=True):
         lines.append(f"| {path.parent.name} | {valid['accuracy']:.3f} | {valid['loss']:.3f} "
-                     f"| {valid['epoch']} / {len(meta['history'])} | `{recipe_command(meta)}` |")
+                     f"| {valid['epoch']} / {len(meta['history'])} | {validation_precision(meta['recipe'])} "
+                     f"| `{recipe_command(meta)}` |")
     return "\n".join(lines)
 
 
