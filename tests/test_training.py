@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -216,3 +217,15 @@ def test_cli_without_any_model_explains_how_to_get_one(tmp_path):
         env={"LUNGSCAN_MODELS_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}, timeout=300,
     )
     assert result.returncode == 2 and "training.train" in result.stderr
+
+
+def test_train_all_recipe_reproduces_the_committed_default_model():
+    """`training.train_all` must retrain the shipped default with the recipe it was actually trained with."""
+    from training.train_all import RECIPES
+
+    models = PROJECT / "models"
+    arch = (models / "default.txt").read_text().strip()
+    shipped = read_checkpoint(models / arch / "checkpoint.pt")["meta"]["recipe"]
+    cfg, _ = train_module.parse_args(["--arch", arch, "--data", "DATA", "--out", "OUT", *RECIPES[arch]])
+    ours = {k: v for k, v in asdict(cfg).items() if k not in ("data", "out", "device")}
+    assert ours == {k: shipped.get(k) for k in ours}

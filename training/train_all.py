@@ -12,9 +12,10 @@ what a 2-core CPU allowed in one working session; on a GPU pass --epochs 60 to r
 card's full schedule.
 EfficientNet-Lite0, the only backbone with ImageNet weights available offline, is
 fine-tuned with 10x the card's learning rates (1e-4 / 1e-3; with 1e-5 an ImageNet
-backbone barely moves in the few hundred steps this dataset gives) and sees the whole
-slice (`--geometry full`) instead of the card's centre crop, for the card's 60 epochs
-with early stopping. That recipe won on validation among the runs listed in
+backbone barely moves in the few hundred steps this dataset gives), sees the whole
+slice (`--geometry full`) instead of the card's centre crop, and trains with MixUp or
+CutMix on half the batches for up to 110 epochs with early stopping (patience 25).
+That recipe won on validation among the runs listed in
 models/efficientnet_lite0/SELECTION.md. The torchvision backbones train from scratch
 here because their ImageNet weights cannot be downloaded offline (use --pretrained
 imagenet where they are cached).
@@ -31,7 +32,8 @@ from lungscan.registry import ARCHITECTURES
 from . import compare, evaluate, train
 
 RECIPES: dict[str, list[str]] = {
-    "efficientnet_lite0": ["--lr-backbone", "1e-4", "--lr-head", "1e-3", "--geometry", "full"],
+    "efficientnet_lite0": ["--epochs", "110", "--patience", "25", "--lr-backbone", "1e-4", "--lr-head", "1e-3",
+                           "--geometry", "full", "--mixup", "0.2", "--cutmix", "1.0", "--mix-prob", "0.5"],
     "resnet50": ["--epochs", "8", "--patience", "0"],
     "densenet121": ["--epochs", "8", "--patience", "0"],
     "efficientnet_b0": ["--epochs", "8", "--patience", "0"],
