@@ -35,7 +35,7 @@ def cpu_has_native_bf16() -> bool:
 def use_bf16(device: torch.device, precision: str = "auto") -> bool:
     """Whether inference on `device` runs under bf16 autocast for the given precision setting."""
     if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; expected auto, fp32 or bf16")
+        raise ValueError(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
     if device.type != "cpu" or precision == "fp32":
         return False
     return precision == "bf16" or cpu_has_native_bf16()

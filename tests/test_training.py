@@ -95,7 +95,8 @@ def test_resume_with_schedule_and_ema_gives_the_same_model_as_one_run(dataset, t
 
     assert len(rows("straight")) == 4 and rows("straight") == rows("resumed")
     a, b = read_checkpoint(straight), read_checkpoint(resumed)
-    assert a["meta"]["recipe"]["schedule"] == "cosine" and a["meta"]["recipe"]["cutmix"] == 1.0 and a["meta"]["preprocessing"]["geometry"] == "full"
+    recipe = a["meta"]["recipe"]
+    assert recipe["schedule"] == "cosine" and recipe["cutmix"] == 1.0 and a["meta"]["preprocessing"]["geometry"] == "full"
     assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
 
 

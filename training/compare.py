@@ -90,7 +90,7 @@ def candidates_table(paths: list[Path]) -> str:
         best = max(meta["history"], key=lambda r: (r["val_acc"], -r["val_loss"]))  # the trainer's own rule
         valid = {"accuracy": best["val_acc"], "loss": best["val_loss"], "epoch": best["epoch"]}
         rows.append((valid["accuracy"], -valid["loss"], path, meta, valid))
-    lines = ["| run | valid acc | valid loss | best epoch / run | validated in | command |", "|---|---|---|---|---|---|"]
+    lines = ["| run | valid acc | valid loss | best epoch / run | validated in | command |", "|---" * 6 + "|"]
     for _, _, path, meta, valid in sorted(rows, key=lambda r: (r[0], r[1]), reverse=True):
         lines.append(f"| {path.parent.name} | {valid['accuracy']:.3f} | {valid['loss']:.3f} "
                      f"| {valid['epoch']} / {len(meta['history'])} | {validation_precision(meta['recipe'])} "
