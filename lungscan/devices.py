@@ -21,11 +21,12 @@ def pick_device(preference: str = "auto") -> torch.device:
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
-def cpu_has_native_bf16() -> bool:
-    """True when the CPU computes bf16 in hardware (AVX-512 BF16 or AMX), where bf16 inference is
-    faster than fp32; elsewhere bf16 is emulated and slower. Read from /proc/cpuinfo (Linux only)."""
+def cpu_has_native_bf16(cpuinfo_path: str = "/proc/cpuinfo") -> bool:
+    """True when the CPU computes bf16 in hardware (AVX-512 BF16 or AMX), where bf16 is faster than
+    fp32; elsewhere (e.g. AVX2-only CPUs) bf16 is emulated and about 10x slower to train. Read from
+    /proc/cpuinfo (Linux only)."""
     try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as cpuinfo:
+        with open(cpuinfo_path, encoding="ascii", errors="ignore") as cpuinfo:
             flags = next((line for line in cpuinfo if line.startswith("flags")), "").split()
     except OSError:
         return False
@@ -39,6 +40,18 @@ def use_bf16(device: torch.device, precision: str = "auto") -> bool:
     if device.type != "cpu" or precision == "fp32":
         return False
     return precision == "bf16" or cpu_has_native_bf16()
+
+
+def training_precision(device: torch.device, amp: bool = True) -> str:
+    """The precision mixed-precision training actually uses on `device`: fp16 on CUDA, bf16 on CPUs
+    with native bf16, fp32 elsewhere (emulated bf16 would make a CPU epoch about 10x slower)."""
+    if not amp:
+        return "fp32"
+    if device.type == "cuda":
+        return "fp16"
+    if device.type == "cpu" and cpu_has_native_bf16():
+        return "bf16"
+    return "fp32"
 
 
 def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractContextManager:

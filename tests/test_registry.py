@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from lungscan.classes import CLASS_NAMES
-from lungscan.devices import cpu_has_native_bf16, use_bf16
+from lungscan.devices import cpu_has_native_bf16, training_precision, use_bf16
 from lungscan.errors import UnknownArchitectureError, WeightsUnavailableError
 from lungscan.explain import CAM_METHODS, compute_cam, overlay_cam
 from lungscan.inference import Predictor
@@ -123,3 +123,21 @@ def test_bf16_inference_matches_fp32_and_fp32_stays_available():
     assert not use_bf16(torch.device("cuda"), "auto") and use_bf16(torch.device("cpu"), "auto") == cpu_has_native_bf16()
     with pytest.raises(ValueError, match="precision"):
         use_bf16(torch.device("cpu"), "fp8")
+
+
+@pytest.mark.parametrize("flags, native", [
+    ("fpu sse2 avx avx2 fma", False),                      # e.g. AMD Zen 3: bf16 only emulated
+    ("fpu avx2 avx512f avx512_bf16", True),                # AVX-512 BF16 (Zen 4, Cooper Lake)
+    ("fpu avx2 avx512f amx_bf16 amx_tile", True),          # AMX (Sapphire Rapids and later)
+])
+def test_bf16_is_used_for_training_only_where_the_cpu_computes_it(tmp_path, monkeypatch, flags, native):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: test\nflags\t\t: {flags}\n")
+    assert cpu_has_native_bf16(str(cpuinfo)) is native
+    real = cpu_has_native_bf16
+    monkeypatch.setattr("lungscan.devices.cpu_has_native_bf16", lambda path=str(cpuinfo): real(path))
+    cpu = torch.device("cpu")
+    assert training_precision(cpu) == ("bf16" if native else "fp32")
+    assert training_precision(cpu, amp=False) == "fp32"
+    assert training_precision(torch.device("cuda")) == "fp16"
+    assert not cpu_has_native_bf16(str(tmp_path / "missing"))  # no /proc (macOS, Windows): never guess bf16

@@ -11,6 +11,7 @@ import torch
 
 from lungscan.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from lungscan.classes import CLASS_NAMES
+from lungscan.devices import cpu_has_native_bf16
 from lungscan.errors import CheckpointError
 from lungscan.imaging import load_image
 from lungscan.inference import Predictor
@@ -120,6 +121,9 @@ def test_checkpoint_describes_itself(trained, dataset):
     assert meta["pretrained"] == "imagenet" and meta["recipe"]["lr_head"] == 1e-3
     assert meta["data_fingerprint"]["counts"]["train"] == {c: 4 for c in sorted(CLASS_NAMES)}
     assert len(meta["history"]) == 6 and meta["temperature"] > 0 and meta["gate"]["threshold"] > 0
+    # The recipe asks for mixed precision; the checkpoint records what this CPU could really use.
+    assert meta["recipe"]["amp"] is True
+    assert meta["training_precision"] == ("bf16" if cpu_has_native_bf16() else "fp32")
 
 
 def test_recorded_validation_result_is_what_the_app_gets_from_the_shipped_model(trained, dataset):

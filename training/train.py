@@ -4,7 +4,8 @@
 
 The default recipe is the original model card's: Adam, lr 1e-5 for a pretrained
 backbone and 1e-4 for the head (a backbone trained from scratch uses the head rate),
-weight decay 1e-6, up to 60 epochs, mixed precision, channels_last, best-by-validation
+weight decay 1e-6, up to 60 epochs, mixed precision (fp16 on CUDA, bf16 on CPUs
+that compute it natively, fp32 on other CPUs), channels_last, best-by-validation
 checkpointing (validation in fp32, as the app runs the model), fixed seeds and
 resumable state. Training de-duplicates the training split and drops validation images
 that also occur in train, so selection is not steered by leaked copies. At the end the
@@ -33,7 +34,7 @@ from tqdm import tqdm
 from lungscan.checkpoint import code_version, save_checkpoint
 from lungscan.classes import CLASS_NAMES
 from lungscan.data import CachedCTDataset, Sample, deduplicate, fingerprint, list_samples
-from lungscan.devices import autocast, pick_device
+from lungscan.devices import autocast, pick_device, training_precision
 from lungscan.gate import fit_gate
 from lungscan.metrics import fit_temperature
 from lungscan.registry import create_model, get_spec
@@ -183,8 +184,14 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
     prep = Preprocessing(cfg.input_size or spec.input_size, spec.mean, spec.std, cfg.geometry)
     pretrained = cfg.resolved_pretrained()
 
+    precision = training_precision(device, cfg.amp)
+    amp = precision != "fp32"
+    if cfg.amp and not amp and device.type == "cpu":
+        log.info("mixed precision off: this CPU has no native bf16 (AVX-512 BF16 or AMX), where emulated bf16 "
+                 "trains about 10x slower than fp32")
     splits = load_splits(cfg.data, cfg.max_train_samples)
-    log.info("train %d / valid %d images (de-duplicated), device %s", len(splits["train"]), len(splits["valid"]), device)
+    log.info("train %d / valid %d images (de-duplicated), device %s, precision %s",
+             len(splits["train"]), len(splits["valid"]), device, precision)
     train_ds = CachedCTDataset(splits["train"], prep, train=True)
     valid_ds = CachedCTDataset(splits["valid"], prep, train=False)
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -202,7 +209,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
     weights = counts.sum() / (len(CLASS_NAMES) * counts.clamp(min=1)) if cfg.class_weights == "balanced" else None
     criterion = nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None else None,
                                     label_smoothing=cfg.label_smoothing)
-    scaler = torch.amp.GradScaler("cuda") if (cfg.amp and device.type == "cuda") else None
+    scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
     mixer = make_mixer(cfg)
 
     state_path, best_path = out / "last_state.pt", out / "best_weights.pt"
@@ -226,7 +233,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
     for epoch in range(start_epoch, cfg.epochs):
         started = time.perf_counter()
         train_loss, train_acc = train_one_epoch(
-            model, train_loader, optimizer, criterion, device, cfg.amp, scaler, f"epoch {epoch + 1}/{cfg.epochs}",
+            model, train_loader, optimizer, criterion, device, amp, scaler, f"epoch {epoch + 1}/{cfg.epochs}",
             scheduler=scheduler, ema=ema, mixer=mixer, mix_prob=cfg.mix_prob,
         )
         # Validate in fp32, as evaluation and the app run the model: bf16 autocast moves logits enough to
@@ -272,6 +279,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
         "temperature": temperature,
         "gate": gate_stats,
         "pretrained": pretrained,
+        "training_precision": precision,
         "recipe": {**asdict(cfg), "loss": "cross-entropy", "selection": "max valid accuracy (fp32), then min valid loss"},
         "data_fingerprint": fingerprint(splits),
         "code_version": version,
