@@ -45,12 +45,14 @@ def test_candidate_runs_are_ranked_by_validation_with_their_commands(tmp_path):
         recipe = asdict(cfg) | ({"selection": "max valid accuracy (fp32), then min valid loss"} if name == "c" else {})
         meta = {"arch": "mobilenet_v2", "class_names": [], "preprocessing": {}, "temperature": 1.0,
                 "recipe": recipe, "history": history, "data_fingerprint": "test", "code_version": "test"}
+        if name == "c":  # the trainer records the precision it could use: fp32 on a CPU without native bf16
+            meta["training_precision"] = "fp32"
         save_checkpoint(tmp_path / name / "checkpoint.pt", model=model, meta=meta)
     out = tmp_path / "SELECTION.md"
     compare.main(["--candidates", *(str(tmp_path / name / "checkpoint.pt") for name in "abc"), "--out", str(out)])
     rows = out.read_text().splitlines()[2:]
-    assert rows[0].startswith("| b | 0.800 | 0.200 | 1 / 2 | mixed precision |")
+    assert rows[0].startswith("| b | 0.800 | 0.200 | 1 / 2 | mixed precision | mixed precision |")
     assert "--epochs 2 --geometry full --schedule cosine`" in rows[0]
-    assert rows[1].startswith("| a | 0.700 | 0.300 | 2 / 2 | fp32 |") and "--geometry" not in rows[1]
+    assert rows[1].startswith("| a | 0.700 | 0.300 | 2 / 2 | fp32 | fp32 |") and "--geometry" not in rows[1]
     assert rows[1].endswith("--epochs 2 --no-amp` |")  # booleans become the CLI's own flags
-    assert rows[2].startswith("| c | 0.400 | 0.600 | 1 / 2 | fp32 |")  # the trainer now validates in fp32
+    assert rows[2].startswith("| c | 0.400 | 0.600 | 1 / 2 | fp32 | fp32 |")  # asked for amp, CPU had no bf16
