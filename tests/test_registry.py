@@ -134,8 +134,7 @@ def test_bf16_is_used_for_training_only_where_the_cpu_computes_it(tmp_path, monk
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text(f"processor\t: 0\nmodel name\t: test\nflags\t\t: {flags}\n")
     assert cpu_has_native_bf16(str(cpuinfo)) is native
-    real = cpu_has_native_bf16
-    monkeypatch.setattr("lungscan.devices.cpu_has_native_bf16", lambda path=str(cpuinfo): real(path))
+    monkeypatch.setattr("lungscan.devices.cpu_has_native_bf16", lambda: native)  # training_precision's view
     cpu = torch.device("cpu")
     assert training_precision(cpu) == ("bf16" if native else "fp32")
     assert training_precision(cpu, amp=False) == "fp32"

@@ -82,7 +82,7 @@ def validation_precision(recipe: dict) -> str:
     return "fp32" if "fp32" in recipe.get("selection", "") or not recipe.get("amp", True) else "mixed precision"
 
 
-def training_precision(meta: dict) -> str:
+def trained_in(meta: dict) -> str:
     """What a run trained in: recorded since the trainer uses bf16 only on CPUs with native bf16."""
     return meta.get("training_precision") or ("mixed precision" if meta["recipe"].get("amp", True) else "fp32")
 
@@ -98,7 +98,7 @@ def candidates_table(paths: list[Path]) -> str:
     lines = ["| run | valid acc | valid loss | best epoch / run | trained in | validated in | command |", "|---" * 7 + "|"]
     for _, _, path, meta, valid in sorted(rows, key=lambda r: (r[0], r[1]), reverse=True):
         lines.append(f"| {path.parent.name} | {valid['accuracy']:.3f} | {valid['loss']:.3f} "
-                     f"| {valid['epoch']} / {len(meta['history'])} | {training_precision(meta)} "
+                     f"| {valid['epoch']} / {len(meta['history'])} | {trained_in(meta)} "
                      f"| {validation_precision(meta['recipe'])} "
                      f"| `{recipe_command(meta)}` |")
     return "\n".join(lines)
