@@ -136,7 +136,7 @@ def log_in(page, username: str, password: str) -> None:
 
 def log_out(page) -> None:
     page.get_by_role("button", name="Log out").click()
-    page.get_by_label("Username", exact=True).wait_for(timeout=TIMEOUT_MS)
+    page.get_by_label("Username", exact=True).first.wait_for(timeout=TIMEOUT_MS)
     page.get_by_text("You have logged out.").wait_for(timeout=TIMEOUT_MS)
 
 
@@ -213,10 +213,10 @@ def test_full_clinical_flow_in_chromium(server, tmp_path):
             page.wait_for_timeout(1500)  # let the hidden cookie component finish
             assert not [c for c in context.cookies() if c["name"] == "lungscan_auth"]
             page.goto(f"{url}/scan-history")
-            page.get_by_label("Username", exact=True).wait_for()
+            page.get_by_label("Username", exact=True).first.wait_for()
             assert not page.get_by_text(PATIENT_ID).count()
             page.reload()
-            page.get_by_label("Username", exact=True).wait_for()
+            page.get_by_label("Username", exact=True).first.wait_for()
             assert not page.get_by_role("button", name="Log out").count()
         except BaseException:
             page.screenshot(path=str(ARTIFACTS / "e2e-failure.png"), full_page=True)
