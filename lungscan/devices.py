@@ -49,9 +49,7 @@ def training_precision(device: torch.device, amp: bool = True) -> str:
         return "fp32"
     if device.type == "cuda":
         return "fp16"
-    if device.type == "cpu" and cpu_has_native_bf16():
-        return "bf16"
-    return "fp32"
+    return "bf16" if use_bf16(device, "auto") else "fp32"  # the same rule as inference's "auto"
 
 
 def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractContextManager:
