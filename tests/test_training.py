@@ -3,7 +3,7 @@
 import json
 import subprocess
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,7 @@ from lungscan.errors import CheckpointError
 from lungscan.imaging import load_image
 from lungscan.inference import Predictor
 import training.train as train_module
+from training.soup import average, soup
 from training.train import TrainConfig, train
 
 from synthetic import ct_like, make_dataset
@@ -138,6 +139,34 @@ def test_recorded_validation_result_is_what_the_app_gets_from_the_shipped_model(
     assert meta["metrics"]["valid"]["accuracy"] == pytest.approx((logits.argmax(1) == labels).float().mean().item())
     assert meta["metrics"]["valid"]["loss"] == pytest.approx(
         torch.nn.functional.cross_entropy(logits, labels).item(), rel=1e-4)
+
+
+def test_soup_averages_weights_and_takes_counters_from_the_first():
+    a = {"w": torch.tensor([1.0, 3.0]), "n": torch.tensor(5)}
+    b = {"w": torch.tensor([3.0, 5.0]), "n": torch.tensor(9)}
+    mean = average([a, b])
+    assert torch.equal(mean["w"], torch.tensor([2.0, 4.0])) and mean["n"].item() == 5
+
+
+def test_greedy_soup_is_never_worse_on_validation_than_its_best_run(trained, dataset, tmp_path):
+    _, _, first = trained
+    second = train(replace(_config(dataset, tmp_path / "second", epochs=3), seed=2))
+    path = soup([second, first], dataset, tmp_path / "soup")
+    meta = read_checkpoint(path)["meta"]
+    singles = {str(p): read_checkpoint(p)["meta"]["metrics"]["valid"] for p in (first, second)}
+    best = max(singles, key=lambda p: (singles[p]["accuracy"], -singles[p]["loss"]))
+    trials = meta["soup"]["trials"]
+    assert [t["checkpoint"] for t in trials] == [best, next(p for p in singles if p != best)]
+    assert trials[0]["added"] and meta["soup"]["ingredients"][0]["checkpoint"] == best
+    assert (meta["metrics"]["valid"]["accuracy"], -meta["metrics"]["valid"]["loss"]) >= (
+        singles[best]["accuracy"], -singles[best]["loss"])
+    # The recorded validation figures are those of the saved weights, as the app's Predictor runs them.
+    predictor = Predictor.from_checkpoint(path, "cpu")
+    valid = train_module.load_splits(dataset)["valid"]
+    logits = torch.tensor([predictor.predict(load_image(s.path)).logits for s in valid])
+    labels = torch.tensor([s.label for s in valid])
+    assert meta["metrics"]["valid"]["accuracy"] == pytest.approx((logits.argmax(1) == labels).float().mean().item())
+    assert meta["gate"]["threshold"] > 0 and meta["temperature"] > 0
 
 
 def test_checkpoint_round_trip_keeps_class_order_and_outputs(trained, tmp_path):
