@@ -16,6 +16,7 @@ from lungscan.errors import CheckpointError
 from lungscan.imaging import load_image
 from lungscan.inference import Predictor
 import training.train as train_module
+from training.compare import candidates_table
 from training.soup import average, soup
 from training.train import TrainConfig, train
 
@@ -167,6 +168,10 @@ def test_greedy_soup_is_never_worse_on_validation_than_its_best_run(trained, dat
     labels = torch.tensor([s.label for s in valid])
     assert meta["metrics"]["valid"]["accuracy"] == pytest.approx((logits.argmax(1) == labels).float().mean().item())
     assert meta["gate"]["threshold"] > 0 and meta["temperature"] > 0
+    # Listed beside the runs by its own validation result and the command that rebuilds it.
+    row = next(line for line in candidates_table([path, first]).splitlines() if line.startswith("| soup |"))
+    assert f"| {meta['metrics']['valid']['accuracy']:.3f} |" in row
+    assert f"soup of {len(meta['soup']['ingredients'])}" in row and "python -m training.soup" in row
 
 
 def test_checkpoint_round_trip_keeps_class_order_and_outputs(trained, tmp_path):

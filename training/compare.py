@@ -92,15 +92,18 @@ def candidates_table(paths: list[Path]) -> str:
     rows = []
     for path in paths:
         meta = read_checkpoint(path)["meta"]
-        best = max(meta["history"], key=lambda r: (r["val_acc"], -r["val_loss"]))  # the trainer's own rule
-        valid = {"accuracy": best["val_acc"], "loss": best["val_loss"], "epoch": best["epoch"]}
-        rows.append((valid["accuracy"], -valid["loss"], path, meta, valid))
+        if "soup" in meta:  # a weight average: its own validation result, no epochs of its own
+            valid = meta["metrics"]["valid"]
+            epochs, command = f"soup of {len(meta['soup']['ingredients'])}", meta["soup"]["command"]
+        else:
+            best = max(meta["history"], key=lambda r: (r["val_acc"], -r["val_loss"]))  # the trainer's own rule
+            valid = {"accuracy": best["val_acc"], "loss": best["val_loss"]}
+            epochs, command = f"{best['epoch']} / {len(meta['history'])}", recipe_command(meta)
+        rows.append((valid["accuracy"], -valid["loss"], path, meta, valid, epochs, command))
     lines = ["| run | valid acc | valid loss | best epoch / run | trained in | validated in | command |", "|---" * 7 + "|"]
-    for _, _, path, meta, valid in sorted(rows, key=lambda r: (r[0], r[1]), reverse=True):
-        lines.append(f"| {path.parent.name} | {valid['accuracy']:.3f} | {valid['loss']:.3f} "
-                     f"| {valid['epoch']} / {len(meta['history'])} | {trained_in(meta)} "
-                     f"| {validation_precision(meta['recipe'])} "
-                     f"| `{recipe_command(meta)}` |")
+    for _, _, path, meta, valid, epochs, command in sorted(rows, key=lambda r: (r[0], r[1]), reverse=True):
+        lines.append(f"| {path.parent.name} | {valid['accuracy']:.3f} | {valid['loss']:.3f} | {epochs} "
+                     f"| {trained_in(meta)} | {validation_precision(meta['recipe'])} | `{command}` |")
     return "\n".join(lines)
 
 

@@ -31,7 +31,7 @@ from lungscan.metrics import fit_temperature
 from lungscan.registry import create_model
 from lungscan.transforms import Preprocessing
 
-from .compare import recipe_command
+from .compare import recipe_command, trained_in
 from .train import load_splits, predict_logits
 
 log = logging.getLogger("lungscan.soup")
@@ -95,10 +95,11 @@ def soup(checkpoints: list[Path], data: str | Path, out: Path) -> Path:
         **{k: lead[k] for k in ("arch", "display_name", "class_names", "preprocessing", "pretrained")},
         "temperature": fit_temperature(logits, labels),
         "gate": fit_gate(model, lead["arch"], train_ds, valid_ds, torch.device("cpu")),
-        "training_precision": "+".join(sorted({metas[i].get("training_precision", "?") for i in chosen})),
+        "training_precision": " + ".join(sorted({trained_in(metas[i]) for i in chosen})),
         "recipe": {**lead["recipe"], "out": str(out),
                    "selection": "greedy soup: max valid accuracy (fp32), then min valid loss"},
-        "soup": {"ingredients": [{"checkpoint": str(checkpoints[i]), "command": recipe_command(metas[i]),
+        "soup": {"command": " ".join(["python -m training.soup --data DATA --out", str(out), *map(str, checkpoints)]),
+                 "ingredients": [{"checkpoint": str(checkpoints[i]), "command": recipe_command(metas[i]),
                                   "valid": metas[i]["metrics"]["valid"]} for i in chosen],
                  "trials": trials, "batch_norm": "recomputed on the training images" if len(chosen) > 1 else None},
         "data_fingerprint": lead["data_fingerprint"],
