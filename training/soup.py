@@ -58,7 +58,8 @@ def soup(checkpoints: list[Path], data: str | Path, out: Path) -> Path:
         if any(m[field] != metas[0][field] for m in metas):
             raise CheckpointError(f"cannot average these checkpoints: their {field} differ")
     splits = load_splits(data)
-    if any(m["data_fingerprint"]["sha256"] != fingerprint(splits)["sha256"] for m in metas):
+    data_digest = fingerprint(splits)["sha256"]
+    if any(m["data_fingerprint"]["sha256"] != data_digest for m in metas):
         raise CheckpointError(f"every ingredient must be trained on the data in {data} (fingerprints differ)")
     prep = Preprocessing.from_dict(metas[0]["preprocessing"])
     train_ds, valid_ds = (CachedCTDataset(splits[s], prep, train=False) for s in ("train", "valid"))
@@ -104,7 +105,7 @@ def soup(checkpoints: list[Path], data: str | Path, out: Path) -> Path:
                  "trials": trials, "batch_norm": "recomputed on the training images" if len(chosen) > 1 else None},
         "data_fingerprint": lead["data_fingerprint"],
         "code_version": code_version(),
-        "history": lead["history"],
+        "history": [],  # no epochs of its own; each ingredient's run has its history
         "metrics": {"valid": {"accuracy": best[0], "loss": -best[1], "epoch": None}},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
