@@ -99,9 +99,10 @@ def candidates_table(paths: list[Path]) -> str:
             best = max(meta["history"], key=lambda r: (r["val_acc"], -r["val_loss"]))  # the trainer's own rule
             valid = {"accuracy": best["val_acc"], "loss": best["val_loss"]}
             epochs, command = f"{best['epoch']} / {len(meta['history'])}", recipe_command(meta)
-        rows.append((valid["accuracy"], -valid["loss"], path, meta, valid, epochs, command))
+        rows.append((path, meta, valid, epochs, command))
+    rows.sort(key=lambda row: (row[2]["accuracy"], -row[2]["loss"]), reverse=True)
     lines = ["| run | valid acc | valid loss | best epoch / run | trained in | validated in | command |", "|---" * 7 + "|"]
-    for _, _, path, meta, valid, epochs, command in sorted(rows, key=lambda r: (r[0], r[1]), reverse=True):
+    for path, meta, valid, epochs, command in rows:
         lines.append(f"| {path.parent.name} | {valid['accuracy']:.3f} | {valid['loss']:.3f} | {epochs} "
                      f"| {trained_in(meta)} | {validation_precision(meta['recipe'])} | `{command}` |")
     return "\n".join(lines)

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import torch
-from torch import nn
 from torch.optim.swa_utils import update_bn
 from torch.utils.data import DataLoader
 
@@ -32,7 +31,7 @@ from lungscan.registry import create_model
 from lungscan.transforms import Preprocessing
 
 from .compare import recipe_command, trained_in
-from .train import load_splits, predict_logits
+from .train import load_splits, predict_logits, validate
 
 log = logging.getLogger("lungscan.soup")
 
@@ -42,13 +41,6 @@ def average(state_dicts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tenso
     return {key: (torch.stack([sd[key].float() for sd in state_dicts]).mean(0).to(value.dtype)
                   if value.is_floating_point() else value.clone())
             for key, value in state_dicts[0].items()}
-
-
-def validation_key(model: nn.Module, loader: DataLoader) -> tuple[float, float]:
-    """(accuracy, -loss) on the validation loader in fp32: larger is better, the trainer's own rule."""
-    logits, labels = predict_logits(model, loader, torch.device("cpu"))
-    loss = float(nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels)))
-    return float((logits.argmax(1) == labels).mean()), -loss
 
 
 def soup(checkpoints: list[Path], data: str | Path, out: Path) -> Path:
@@ -67,16 +59,19 @@ def soup(checkpoints: list[Path], data: str | Path, out: Path) -> Path:
     model = create_model(metas[0]["arch"], num_classes=len(metas[0]["class_names"]))
 
     def evaluate(indices: list[int]) -> tuple[float, float]:
+        """(accuracy, -loss) on validation, larger is better (the trainer's rule); leaves those weights in `model`."""
         if len(indices) == 1:
             model.load_state_dict(payloads[indices[0]]["state_dict"], strict=True)
         else:
             model.load_state_dict(average([payloads[i]["state_dict"] for i in indices]), strict=True)
             update_bn((x.contiguous(memory_format=torch.channels_last) for x, _ in train_loader), model)
-        return validation_key(model, valid_loader)
+        accuracy, loss = validate(model, valid_loader, torch.device("cpu"))
+        return accuracy, -loss
 
     singles = {i: evaluate([i]) for i in range(len(payloads))}
     order = sorted(singles, key=singles.get, reverse=True)
     chosen, best = [order[0]], singles[order[0]]
+    best_state = payloads[order[0]]["state_dict"]
     trials = [{"checkpoint": str(checkpoints[order[0]]), "valid_accuracy": best[0], "valid_loss": -best[1],
                "added": True}]
     log.info("start: %s (valid acc %.3f, loss %.3f)", checkpoints[order[0]], best[0], -best[1])
@@ -88,7 +83,8 @@ def soup(checkpoints: list[Path], data: str | Path, out: Path) -> Path:
                        "added": added})
         if added:
             chosen, best = chosen + [i], key
-    evaluate(chosen)  # leave the chosen soup's weights (and batch-norm statistics) in the model
+            best_state = {k: v.clone() for k, v in model.state_dict().items()}  # with its recomputed batch norm
+    model.load_state_dict(best_state, strict=True)
 
     logits, labels = predict_logits(model, valid_loader, torch.device("cpu"))
     lead = metas[chosen[0]]

@@ -113,6 +113,13 @@ def predict_logits(model: nn.Module, loader: DataLoader, device: torch.device) -
     return torch.cat(logits).numpy(), torch.cat(labels).numpy()
 
 
+def validate(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple[float, float]:
+    """Accuracy and mean cross-entropy of the fp32 logits over a loader."""
+    logits, labels = predict_logits(model, loader, device)
+    loss = float(nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels)))
+    return float((logits.argmax(1) == labels).mean()), loss
+
+
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
     """None for the card's constant rates; else a per-step schedule: one linear warm-up epoch, then cosine to 0."""
     if cfg.schedule == "constant":
@@ -238,9 +245,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
         )
         # Validate in fp32, as evaluation and the app run the model: bf16 autocast moves logits enough to
         # flip a few of the 62 validation images, which would steer the choice of the best epoch.
-        logits, labels = predict_logits(evaluated, valid_loader, device)
-        val_loss = float(nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels)))
-        val_acc = float((logits.argmax(1) == labels).mean())
+        val_acc, val_loss = validate(evaluated, valid_loader, device)
         row = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
                "val_acc": val_acc, "seconds": round(time.perf_counter() - started, 2)}
         history.append(row)
