@@ -3,7 +3,7 @@
 `torch.jit.freeze` folds batch norm into the convolutions and lets oneDNN fuse each
 convolution with its activation and residual add. On the project's 2-core CPUs this
 makes one EfficientNet-Lite0 forward pass about 2.3x faster than eager PyTorch, with
-logits equal to eager's within float rounding (about 1e-5).
+logits equal to eager's within float rounding (about 1e-5 on CT slices).
 
 The graph returns the logits together with the input gate's pooled features, so the
 gate needs no forward hook (hooks do not survive tracing). Every frozen graph is
@@ -27,7 +27,9 @@ from .registry import get_spec
 
 log = logging.getLogger(__name__)
 
-#: Largest absolute difference from eager logits (and gate features) a frozen graph may show.
+#: Largest difference from eager logits (and gate features) a frozen graph may show, relative to the
+#: largest eager value (at least 1). Folded batch norm and fused kernels round differently: on random probe
+#: inputs a trained EfficientNet-B0 gives logits near 30 that move by up to 0.01 (3e-4 relative).
 TOLERANCE = 1e-3
 
 
@@ -77,9 +79,9 @@ def freeze(model: nn.Module, arch: str, input_size: int) -> torch.jit.ScriptModu
                 for _ in range(2):  # the profiling executor optimises the graph on its first runs
                     got = frozen(probe)
                 want = wrapped(probe)
-                gap = max(float((g - w).abs().max()) for g, w in zip(got, want))
+                gap = max(float((g - w).abs().max()) / max(1.0, float(w.abs().max())) for g, w in zip(got, want))
                 if not gap <= TOLERANCE:
-                    log.warning("frozen %s differs from eager by %.2g; running eagerly", arch, gap)
+                    log.warning("frozen %s differs from eager by %.2g (relative); running eagerly", arch, gap)
                     return None
     except Exception as exc:  # noqa: BLE001 - any failure to trace means: run eagerly
         log.warning("could not freeze %s for inference (%s); running eagerly", arch, exc)

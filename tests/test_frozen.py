@@ -78,3 +78,18 @@ def test_bf16_and_an_unknown_engine():
     assert Predictor(model, _meta("mobilenet_v2", 64), torch.device("cpu"), precision="bf16").engine == "eager"
     with pytest.raises(ValueError, match="engine"):
         Predictor(model, _meta("mobilenet_v2", 64), torch.device("cpu"), engine="tensorrt")
+
+
+def test_a_model_with_large_logits_still_runs_frozen():
+    """Fused kernels round differently; the check allows for that relative to the size of the outputs."""
+    torch.manual_seed(0)
+    model = create_model("efficientnet_lite0", pretrained="imagenet")
+    with torch.no_grad():
+        model.classifier.weight.mul_(1e4)  # logits in the thousands, like an over-confident model's
+    frozen = Predictor(model, _meta("efficientnet_lite0"), torch.device("cpu"))
+    eager = Predictor(model, _meta("efficientnet_lite0"), torch.device("cpu"), engine="eager")
+    a, b = frozen.predict(ct_like(1)), eager.predict(ct_like(1))
+    largest = max(abs(v) for v in b.logits)
+    assert frozen.engine == "frozen" and largest > 100
+    assert a.label == b.label
+    assert max(abs(x - y) for x, y in zip(a.logits, b.logits)) < 1e-3 * largest
