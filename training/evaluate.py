@@ -139,6 +139,7 @@ def evaluate(checkpoint: Path, data: Path, split: str = "test", precision: str =
     report["checkpoint_bytes"] = checkpoint.stat().st_size
     report["latency_ms_p50"] = measure_latency(predictor, samples[0].path)
     report["latency_threads"] = torch.get_num_threads()
+    report["latency_engine"] = predictor.engine
     report["valid_accuracy"] = meta.get("metrics", {}).get("valid", {}).get("accuracy")
     report["history"] = meta.get("history", [])
     report["recipe"] = meta.get("recipe", {})
@@ -164,6 +165,7 @@ def main(argv: list[str] | None = None) -> None:
         predictor = Predictor.from_checkpoint(a.checkpoint, device="cpu", precision=a.precision)
         report["latency_ms_p50"] = measure_latency(predictor, list_samples(a.data, a.split)[0].path)
         report["latency_threads"] = torch.get_num_threads()
+        report["latency_engine"] = predictor.engine
         a.out.write_text(json.dumps(report, indent=1))
         log.info("%s: CPU latency p50 %.1f ms", report["arch"], report["latency_ms_p50"])
         return
