@@ -268,3 +268,18 @@ def test_train_all_recipe_reproduces_the_committed_default_model():
     cfg, _ = train_module.parse_args(["--arch", arch, "--data", "DATA", "--out", "OUT", *RECIPES[arch]])
     ours = {k: v for k, v in asdict(cfg).items() if k not in ("data", "out", "device")}
     assert ours == {k: shipped.get(k) for k in ours}
+
+
+def test_validation_probe_reports_each_run_its_flip_and_the_ensemble(trained, dataset, capsys):
+    from training.validation_probe import main as probe
+
+    _, _, checkpoint = trained
+    probe(["--data", str(dataset), str(checkpoint), str(checkpoint)])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "valid" not in line]
+    assert len(rows) == 5  # twice (run, run + flip), then the ensemble of the two
+    single, ensemble = rows[0].split(" | ")[1:], rows[-1].split(" | ")[1:]
+    assert "flip TTA" in rows[1] and rows[-1].startswith("| ensemble of")
+    # An ensemble of a run with itself is that run: same accuracy and likelihood.
+    assert single == ensemble
+    meta = read_checkpoint(checkpoint)["meta"]
+    assert float(single[0]) == pytest.approx(meta["metrics"]["valid"]["accuracy"], abs=1e-3)

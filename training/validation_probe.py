@@ -1,0 +1,73 @@
+"""Would flip test-time augmentation or an ensemble of runs do better? Validation split only.
+
+    python -m training.validation_probe --data ../shared/data/chest-ct CHECKPOINT [CHECKPOINT ...]
+
+For each checkpoint: accuracy and mean negative log-likelihood (calibrated) on the
+de-duplicated validation split the trainer selects on, alone and with horizontal-flip
+test-time augmentation (logits averaged over the slice and its mirror image); then the
+average of the calibrated probabilities of every prefix of the checkpoint list (first
+two, first three, ...). The test split is never read. Nothing here changes the app:
+it answers whether such a change would be worth making.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lungscan.data import deduplicate, list_samples
+from lungscan.imaging import load_image
+from lungscan.inference import Predictor
+
+
+def validation_samples(data: Path):
+    """The trainer's validation split: de-duplicated, without copies of training images."""
+    train = deduplicate(list_samples(data, "train"))
+    return deduplicate(list_samples(data, "valid"), exclude_md5={s.md5 for s in train})
+
+
+@torch.inference_mode()
+def log_probabilities(checkpoint: Path, samples, flip: bool) -> np.ndarray:
+    predictor = Predictor.from_checkpoint(checkpoint, device="cpu", engine="eager")
+    rows = []
+    for sample in samples:
+        x = predictor.input_tensor(load_image(sample.path.read_bytes()))
+        logits = predictor.model(x).float()
+        if flip:
+            logits = (logits + predictor.model(torch.flip(x, dims=[3])).float()) / 2
+        rows.append(torch.log_softmax(logits[0] / predictor.temperature, dim=0).numpy())
+    return np.stack(rows)
+
+
+def summary(name: str, log_p: np.ndarray, labels: np.ndarray) -> str:
+    accuracy = float((log_p.argmax(1) == labels).mean())
+    nll = float(-log_p[np.arange(len(labels)), labels].mean())
+    return f"| {name} | {accuracy:.3f} | {nll:.3f} |"
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.WARNING)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("checkpoints", type=Path, nargs="+")
+    a = p.parse_args(argv)
+    samples = validation_samples(a.data)
+    labels = np.array([s.label for s in samples])
+    print(f"validation: {len(samples)} images\n\n| model | valid acc | valid NLL |\n|---|---|---|")
+    names, plain = [], []
+    for checkpoint in a.checkpoints:
+        names.append(checkpoint.parent.name)
+        plain.append(log_probabilities(checkpoint, samples, flip=False))
+        print(summary(names[-1], plain[-1], labels))
+        print(summary(f"{names[-1]} + flip TTA", log_probabilities(checkpoint, samples, flip=True), labels))
+    for k in range(2, len(names) + 1):
+        mean = np.log(np.mean(np.exp(plain[:k]), axis=0))
+        print(summary("ensemble of " + " + ".join(names[:k]), mean, labels))
+
+
+if __name__ == "__main__":
+    main()
