@@ -17,6 +17,7 @@ deprecation warnings are silenced here, and only here.
 
 from __future__ import annotations
 
+import copy
 import logging
 import warnings
 
@@ -65,8 +66,6 @@ def freeze(model: nn.Module, arch: str, input_size: int) -> torch.jit.ScriptModu
     None means the eager model should be used: tracing failed, or the graph's outputs
     differ from eager's on a probe input (e.g. data-dependent control flow).
     """
-    import copy
-
     wrapped = _LogitsAndGateFeatures(copy.deepcopy(model), arch).eval()
     probes = [p.contiguous(memory_format=torch.channels_last) for p in _probes(input_size)]
     try:

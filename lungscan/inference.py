@@ -71,7 +71,8 @@ class Predictor:
         self.temperature = float(meta["temperature"])
         self.model_version: str = f"{self.arch}@{meta['code_version']}"
         #: fp32 by default: the reference numbers. bf16 autocast ("bf16", or "auto" on CPUs with native bf16)
-        #: is about 1.5x faster but moves logits by up to a few tenths (see README); see devices.use_bf16.
+        #: runs the eager model, faster than eager fp32 only on such CPUs, and moves logits by up to a few
+        #: tenths (see README); see devices.use_bf16.
         self.bf16 = use_bf16(device, precision)
         self.precision = "bf16" if self.bf16 else "fp32"
         #: "auto": a frozen TorchScript graph (lungscan.frozen, about 2x faster) for fp32 on CPU when it

@@ -13,13 +13,13 @@ improvement); the other three published architectures get 8 epochs, what a 2-cor
 allowed in one working session (on a GPU pass --epochs 60 to run the card's full schedule for all).
 EfficientNet-Lite0 and -Lite1, the backbones with ImageNet weights available offline, are
 fine-tuned with 10x the card's learning rates (1e-4 / 1e-3; with 1e-5 an ImageNet
-backbone barely moves in the few hundred steps this dataset gives), sees the whole
-slice (`--geometry full`) instead of the card's centre crop, and trains with MixUp or
+backbone barely moves in the few hundred steps this dataset gives), see the whole
+slice (`--geometry full`) instead of the card's centre crop, and train with MixUp or
 CutMix on half the batches for up to 110 epochs with early stopping (patience 25).
 That recipe won on validation among the Lite0 runs listed in
-models/efficientnet_lite0/SELECTION.md; Lite1 runs it unchanged, at its own input size (240). The torchvision backbones train from scratch
-here because their ImageNet weights cannot be downloaded offline (use --pretrained
-imagenet where they are cached).
+models/efficientnet_lite0/SELECTION.md; Lite1 runs it unchanged, at its own input size
+(240). The torchvision backbones train from scratch here because their ImageNet
+weights cannot be downloaded offline (use --pretrained imagenet where they are cached).
 """
 
 from __future__ import annotations
