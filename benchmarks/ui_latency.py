@@ -97,9 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     loads: list[str] = []
     original = inference.Predictor.from_checkpoint.__func__
 
-    def counting_from_checkpoint(cls, path, device=None):
+    def counting_from_checkpoint(cls, path, *args, **kwargs):
         loads.append(str(path))
-        return original(cls, path, device)
+        return original(cls, path, *args, **kwargs)
 
     inference.Predictor.from_checkpoint = classmethod(counting_from_checkpoint)
 
