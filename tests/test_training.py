@@ -270,16 +270,16 @@ def test_train_all_recipe_reproduces_the_committed_default_model():
     assert ours == {k: shipped.get(k) for k in ours}
 
 
-def test_validation_probe_reports_each_run_its_flip_and_the_ensemble(trained, dataset, capsys):
+def test_validation_probe_reports_each_run_its_flip_other_sizes_and_the_ensemble(trained, dataset, capsys):
     from training.validation_probe import main as probe
 
     _, _, checkpoint = trained
-    probe(["--data", str(dataset), str(checkpoint), str(checkpoint)])
+    probe(["--data", str(dataset), "--sizes", "96,128", str(checkpoint), str(checkpoint)])
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "valid" not in line]
-    assert len(rows) == 5  # twice (run, run + flip), then the ensemble of the two
-    single, ensemble = rows[0].split(" | ")[1:], rows[-1].split(" | ")[1:]
-    assert "flip TTA" in rows[1] and rows[-1].startswith("| ensemble of")
-    # An ensemble of a run with itself is that run: same accuracy and likelihood.
-    assert single == ensemble
+    assert len(rows) == 9  # twice (run, + flip, at 96 px, at 128 px), then the ensemble of the two
+    assert "flip TTA" in rows[1] and "at 128 px" in rows[3] and rows[-1].startswith("| ensemble of")
+    single, native, ensemble = (rows[i].split(" | ")[1:] for i in (0, 2, -1))
+    # The trained size (96) gives the run's own figures; an ensemble of a run with itself is that run.
+    assert single == native == ensemble
     meta = read_checkpoint(checkpoint)["meta"]
     assert float(single[0]) == pytest.approx(meta["metrics"]["valid"]["accuracy"], abs=1e-3)

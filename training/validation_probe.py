@@ -3,16 +3,18 @@
     python -m training.validation_probe --data ../shared/data/chest-ct CHECKPOINT [CHECKPOINT ...]
 
 For each checkpoint: accuracy and mean negative log-likelihood (calibrated) on the
-de-duplicated validation split the trainer selects on, alone and with horizontal-flip
-test-time augmentation (logits averaged over the slice and its mirror image); then the
-average of the calibrated probabilities of every prefix of the checkpoint list (first
-two, first three, ...). The test split is never read. Nothing here changes the app:
+de-duplicated validation split the trainer selects on, alone, with horizontal-flip
+test-time augmentation (logits averaged over the slice and its mirror image) and, with
+`--sizes`, at other input sizes than the one it was trained at (the train/test
+resolution discrepancy of Touvron et al., 2019); then the average of the calibrated
+probabilities of every prefix of the checkpoint list (first two, first three, ...). The test split is never read. Nothing here changes the app:
 it answers whether such a change would be worth making.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -22,6 +24,7 @@ import torch
 from lungscan.data import deduplicate, list_samples
 from lungscan.imaging import load_image
 from lungscan.inference import Predictor
+from lungscan.transforms import preprocess
 
 
 def validation_samples(data: Path):
@@ -31,11 +34,13 @@ def validation_samples(data: Path):
 
 
 @torch.inference_mode()
-def log_probabilities(checkpoint: Path, samples, flip: bool) -> np.ndarray:
+def log_probabilities(checkpoint: Path, samples, flip: bool, size: int | None = None) -> np.ndarray:
+    """Calibrated log-probabilities, one row per sample; `size` overrides the checkpoint's input size."""
     predictor = Predictor.from_checkpoint(checkpoint, device="cpu", engine="eager")
+    prep = dataclasses.replace(predictor.prep, input_size=size or predictor.prep.input_size)
     rows = []
     for sample in samples:
-        x = predictor.input_tensor(load_image(sample.path.read_bytes()))
+        x = preprocess(load_image(sample.path.read_bytes()), prep)[None].contiguous(memory_format=torch.channels_last)
         logits = predictor.model(x).float()
         if flip:
             logits = (logits + predictor.model(torch.flip(x, dims=[3])).float()) / 2
@@ -53,6 +58,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--sizes", type=lambda v: [int(x) for x in v.split(",")], default=[],
+                   help="also evaluate at these input sizes, comma-separated (e.g. 240,256)")
     p.add_argument("checkpoints", type=Path, nargs="+")
     a = p.parse_args(argv)
     samples = validation_samples(a.data)
@@ -64,6 +71,8 @@ def main(argv: list[str] | None = None) -> None:
         plain.append(log_probabilities(checkpoint, samples, flip=False))
         print(summary(names[-1], plain[-1], labels))
         print(summary(f"{names[-1]} + flip TTA", log_probabilities(checkpoint, samples, flip=True), labels))
+        for size in a.sizes:
+            print(summary(f"{names[-1]} at {size} px", log_probabilities(checkpoint, samples, False, size), labels))
     for k in range(2, len(names) + 1):
         mean = np.log(np.mean(np.exp(plain[:k]), axis=0))
         print(summary("ensemble of " + " + ".join(names[:k]), mean, labels))
