@@ -21,26 +21,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lungscan.data import deduplicate, list_samples
 from lungscan.imaging import load_image
 from lungscan.inference import Predictor
 from lungscan.transforms import preprocess
 
-
-def validation_samples(data: Path):
-    """The trainer's validation split: de-duplicated, without copies of training images."""
-    train = deduplicate(list_samples(data, "train"))
-    return deduplicate(list_samples(data, "valid"), exclude_md5={s.md5 for s in train})
+from .train import load_splits
 
 
 @torch.inference_mode()
-def log_probabilities(checkpoint: Path, samples, flip: bool, size: int | None = None) -> np.ndarray:
-    """Calibrated log-probabilities, one row per sample; `size` overrides the checkpoint's input size."""
-    predictor = Predictor.from_checkpoint(checkpoint, device="cpu", engine="eager")
+def log_probabilities(predictor: Predictor, images, flip: bool = False, size: int | None = None) -> np.ndarray:
+    """Calibrated log-probabilities, one row per image; `size` overrides the checkpoint's input size."""
     prep = dataclasses.replace(predictor.prep, input_size=size or predictor.prep.input_size)
     rows = []
-    for sample in samples:
-        x = preprocess(load_image(sample.path.read_bytes()), prep)[None].contiguous(memory_format=torch.channels_last)
+    for image in images:
+        x = preprocess(image, prep)[None].contiguous(memory_format=torch.channels_last)
         logits = predictor.model(x).float()
         if flip:
             logits = (logits + predictor.model(torch.flip(x, dims=[3])).float()) / 2
@@ -62,17 +56,19 @@ def main(argv: list[str] | None = None) -> None:
                    help="also evaluate at these input sizes, comma-separated (e.g. 240,256)")
     p.add_argument("checkpoints", type=Path, nargs="+")
     a = p.parse_args(argv)
-    samples = validation_samples(a.data)
+    samples = load_splits(a.data)["valid"]  # the split the trainer selects on
+    images = [load_image(s.path.read_bytes()) for s in samples]
     labels = np.array([s.label for s in samples])
     print(f"validation: {len(samples)} images\n\n| model | valid acc | valid NLL |\n|---|---|---|")
     names, plain = [], []
     for checkpoint in a.checkpoints:
+        predictor = Predictor.from_checkpoint(checkpoint, device="cpu", engine="eager")
         names.append(checkpoint.parent.name)
-        plain.append(log_probabilities(checkpoint, samples, flip=False))
+        plain.append(log_probabilities(predictor, images))
         print(summary(names[-1], plain[-1], labels))
-        print(summary(f"{names[-1]} + flip TTA", log_probabilities(checkpoint, samples, flip=True), labels))
+        print(summary(f"{names[-1]} + flip TTA", log_probabilities(predictor, images, flip=True), labels))
         for size in a.sizes:
-            print(summary(f"{names[-1]} at {size} px", log_probabilities(checkpoint, samples, False, size), labels))
+            print(summary(f"{names[-1]} at {size} px", log_probabilities(predictor, images, size=size), labels))
     for k in range(2, len(names) + 1):
         mean = np.log(np.mean(np.exp(plain[:k]), axis=0))
         print(summary("ensemble of " + " + ".join(names[:k]), mean, labels))
