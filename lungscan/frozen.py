@@ -17,7 +17,6 @@ deprecation warnings are silenced here, and only here.
 
 from __future__ import annotations
 
-import copy
 import logging
 import warnings
 
@@ -41,7 +40,7 @@ class _LogitsAndGateFeatures(nn.Module):
         super().__init__()
         self.model = model
         self._gate_output: torch.Tensor | None = None
-        get_spec(arch).gate_layer(model).register_forward_hook(self._keep)
+        self.hook = get_spec(arch).gate_layer(model).register_forward_hook(self._keep)
 
     def _keep(self, _module, _inputs, output) -> None:
         self._gate_output = output
@@ -66,7 +65,7 @@ def freeze(model: nn.Module, arch: str, input_size: int) -> torch.jit.ScriptModu
     None means the eager model should be used: tracing failed, or the graph's outputs
     differ from eager's on a probe input (e.g. data-dependent control flow).
     """
-    wrapped = _LogitsAndGateFeatures(copy.deepcopy(model), arch).eval()
+    wrapped = _LogitsAndGateFeatures(model, arch).eval()
     probes = [p.contiguous(memory_format=torch.channels_last) for p in _probes(input_size)]
     try:
         with warnings.catch_warnings(), torch.inference_mode():
@@ -85,4 +84,6 @@ def freeze(model: nn.Module, arch: str, input_size: int) -> torch.jit.ScriptModu
     except Exception as exc:  # noqa: BLE001 - any failure to trace means: run eagerly
         log.warning("could not freeze %s for inference (%s); running eagerly", arch, exc)
         return None
+    finally:
+        wrapped.hook.remove()  # the eager model (Grad-CAM's) keeps no hook; the graph needs none
     return frozen
