@@ -137,7 +137,11 @@ def log_in(page, username: str, password: str) -> None:
 def log_out(page) -> None:
     page.get_by_role("button", name="Log out").click()
     page.get_by_label("Username", exact=True).first.wait_for(timeout=TIMEOUT_MS)
-    page.get_by_text("You have logged out.").wait_for(timeout=TIMEOUT_MS)
+    # While the cookie component's rerun is in flight Streamlit can show the stale notice beside the new one;
+    # once the app is idle there must be exactly one.
+    page.get_by_text("You have logged out.").first.wait_for(timeout=TIMEOUT_MS)
+    settle(page)
+    assert page.get_by_text("You have logged out.").count() == 1
 
 
 def open_page(page, title: str) -> None:
