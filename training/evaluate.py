@@ -64,8 +64,9 @@ def _logits(predictor: Predictor, images: list[Image.Image]) -> np.ndarray:
     return np.stack([np.asarray(predictor.predict(img).logits) for img in images])
 
 
-def measure_latency(predictor: Predictor, path: Path, repeats: int = 30) -> float:
-    """p50 milliseconds for one slice from file bytes to probabilities, after warm-up."""
+def measure_latency(predictor: Predictor, path: Path, repeats: int = 30) -> dict:
+    """The report's latency fields: p50 milliseconds for one slice from file bytes to
+    probabilities (after warm-up), with the thread count and engine it was measured with."""
     data = read_bytes(path)
     for _ in range(5):
         predictor.predict(load_image(data))
@@ -74,7 +75,8 @@ def measure_latency(predictor: Predictor, path: Path, repeats: int = 30) -> floa
         start = time.perf_counter()
         predictor.predict(load_image(data))
         times.append((time.perf_counter() - start) * 1000)
-    return float(np.median(times))
+    return {"latency_ms_p50": float(np.median(times)), "latency_threads": torch.get_num_threads(),
+            "latency_engine": predictor.engine}
 
 
 def evaluate(checkpoint: Path, data: Path, split: str = "test", precision: str = "fp32") -> dict:
@@ -137,9 +139,7 @@ def evaluate(checkpoint: Path, data: Path, split: str = "test", precision: str =
 
     report["params"] = int(sum(p.numel() for p in predictor.model.parameters()))
     report["checkpoint_bytes"] = checkpoint.stat().st_size
-    report["latency_ms_p50"] = measure_latency(predictor, samples[0].path)
-    report["latency_threads"] = torch.get_num_threads()
-    report["latency_engine"] = predictor.engine
+    report.update(measure_latency(predictor, samples[0].path))
     report["valid_accuracy"] = meta.get("metrics", {}).get("valid", {}).get("accuracy")
     report["history"] = meta.get("history", [])
     report["recipe"] = meta.get("recipe", {})
@@ -163,9 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     if a.latency_only:
         report = json.loads(a.out.read_text())
         predictor = Predictor.from_checkpoint(a.checkpoint, device="cpu", precision=a.precision)
-        report["latency_ms_p50"] = measure_latency(predictor, list_samples(a.data, a.split)[0].path)
-        report["latency_threads"] = torch.get_num_threads()
-        report["latency_engine"] = predictor.engine
+        report.update(measure_latency(predictor, list_samples(a.data, a.split)[0].path))
         a.out.write_text(json.dumps(report, indent=1))
         log.info("%s: CPU latency p50 %.1f ms", report["arch"], report["latency_ms_p50"])
         return
