@@ -7,8 +7,9 @@ de-duplicated validation split the trainer selects on, alone, with horizontal-fl
 test-time augmentation (logits averaged over the slice and its mirror image) and, with
 `--sizes`, at other input sizes than the one it was trained at (the train/test
 resolution discrepancy of Touvron et al., 2019); then the average of the calibrated
-probabilities of every prefix of the checkpoint list (first two, first three, ...). The test split is never read. Nothing here changes the app:
-it answers whether such a change would be worth making.
+probabilities of every prefix of the checkpoint list (first two, first three, ...). The
+test split is never read. Nothing here changes the app: it answers whether such a change
+would be worth making.
 """
 
 from __future__ import annotations
