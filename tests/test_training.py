@@ -66,17 +66,19 @@ def test_resume_continues_where_it_stopped(trained):
     assert history[:3] == first  # the first three epochs were not rerun
 
 
-def _improved_config(dataset, out, epochs):
+def _improved_config(dataset, out, epochs, **averaging):
     return TrainConfig(arch="efficientnet_lite0", data=str(dataset), out=str(out), epochs=epochs, batch_size=8,
                        lr_backbone=1e-3, lr_head=1e-3, weight_decay=0.05, patience=0, seed=3, input_size=64,
-                       geometry="full", optimizer="adamw", schedule="cosine", label_smoothing=0.1, ema=0.9,
-                       mixup=0.2, cutmix=1.0, mix_prob=0.5)
+                       geometry="full", optimizer="adamw", schedule="cosine", label_smoothing=0.1,
+                       mixup=0.2, cutmix=1.0, mix_prob=0.5, **(averaging or {"ema": 0.9}))
 
 
-def test_resume_with_schedule_and_ema_gives_the_same_model_as_one_run(dataset, tmp_path, monkeypatch):
+@pytest.mark.parametrize("averaging", [{"ema": 0.9}, {"swa_start": 2}], ids=["ema", "swa"])
+def test_resume_with_schedule_and_weight_average_gives_the_same_model_as_one_run(dataset, tmp_path, monkeypatch,
+                                                                                 averaging):
     # A run interrupted (Ctrl-C) during epoch 3 of 4 and resumed: the cosine schedule and the weight
     # average carry on exactly, so the history and the shipped weights equal an uninterrupted run's.
-    straight = train(_improved_config(dataset, tmp_path / "straight", epochs=4))
+    straight = train(_improved_config(dataset, tmp_path / "straight", epochs=4, **averaging))
 
     real_epoch, calls = train_module.train_one_epoch, []
 
@@ -88,9 +90,9 @@ def test_resume_with_schedule_and_ema_gives_the_same_model_as_one_run(dataset, t
 
     monkeypatch.setattr(train_module, "train_one_epoch", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        train(_improved_config(dataset, tmp_path / "resumed", epochs=4))
+        train(_improved_config(dataset, tmp_path / "resumed", epochs=4, **averaging))
     monkeypatch.setattr(train_module, "train_one_epoch", real_epoch)
-    resumed = train(_improved_config(dataset, tmp_path / "resumed", epochs=4), resume=True)
+    resumed = train(_improved_config(dataset, tmp_path / "resumed", epochs=4, **averaging), resume=True)
 
     def rows(run):
         history = json.loads((tmp_path / run / "history.json").read_text())
@@ -101,6 +103,25 @@ def test_resume_with_schedule_and_ema_gives_the_same_model_as_one_run(dataset, t
     recipe = a["meta"]["recipe"]
     assert recipe["schedule"] == "cosine" and recipe["cutmix"] == 1.0 and a["meta"]["preprocessing"]["geometry"] == "full"
     assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    assert a["meta"]["swa"] == b["meta"]["swa"]
+
+
+def test_weight_average_ships_only_when_it_validates_at_least_as_well_as_the_best_epoch(dataset, tmp_path):
+    checkpoint = train(replace(_config(dataset, tmp_path, epochs=4), swa_start=2))
+    meta = read_checkpoint(checkpoint)["meta"]
+    swa, best = meta["swa"], max(meta["history"], key=lambda r: (r["val_acc"], -r["val_loss"]))
+    assert swa["epochs_averaged"] == 3  # epochs 2, 3 and 4
+    assert swa["chosen"] == ((swa["val_acc"], -swa["val_loss"]) >= (best["val_acc"], -best["val_loss"]))
+    shipped = (swa["val_acc"], swa["val_loss"]) if swa["chosen"] else (best["val_acc"], best["val_loss"])
+    assert (meta["metrics"]["valid"]["accuracy"], meta["metrics"]["valid"]["loss"]) == shipped
+    # What the app gets from the shipped weights is the recorded validation result.
+    predictor = Predictor.from_checkpoint(checkpoint, "cpu")
+    valid = train_module.load_splits(dataset)["valid"]
+    logits = torch.tensor([predictor.predict(load_image(s.path)).logits for s in valid])
+    labels = torch.tensor([s.label for s in valid])
+    assert shipped[0] == pytest.approx((logits.argmax(1) == labels).float().mean().item())
+    with pytest.raises(ValueError, match="choose one"):
+        train(replace(_config(dataset, tmp_path / "both", epochs=1), swa_start=1, ema=0.9))
 
 
 def test_mixing_blends_images_and_labels_of_a_batch():

@@ -99,6 +99,9 @@ def candidates_table(paths: list[Path]) -> str:
             best = max(meta["history"], key=lambda r: (r["val_acc"], -r["val_loss"]))  # the trainer's own rule
             valid = {"accuracy": best["val_acc"], "loss": best["val_loss"]}
             epochs, command = f"{best['epoch']} / {len(meta['history'])}", recipe_command(meta)
+            if (meta.get("swa") or {}).get("chosen"):  # the run shipped its weight average, not an epoch
+                valid = meta["metrics"]["valid"]
+                epochs = f"average of last {meta['swa']['epochs_averaged']} / {len(meta['history'])}"
         rows.append((path, meta, valid, epochs, command))
     rows.sort(key=lambda row: (row[2]["accuracy"], -row[2]["loss"]), reverse=True)
     lines = ["| run | valid acc | valid loss | best epoch / run | trained in | validated in | command |", "|---" * 7 + "|"]

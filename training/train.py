@@ -11,6 +11,11 @@ resumable state. Training de-duplicates the training split and drops validation 
 that also occur in train, so selection is not steered by leaked copies. At the end the
 best weights get a calibration temperature and input-gate statistics, both fitted on
 train/validation only.
+
+Optionally (``--swa-start N``) the weights at the end of every epoch from epoch N on are
+averaged (stochastic weight averaging, Izmailov et al., 2018). At the end the average,
+its batch norm recomputed on the training images, competes with the best epoch on
+validation by the same rule, and the winner ships.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 from tqdm import tqdm
@@ -69,6 +74,7 @@ class TrainConfig:
     mixup: float = 0.0  # Beta(alpha, alpha) of MixUp between pairs of training images; 0 = off
     cutmix: float = 0.0  # Beta(alpha, alpha) of CutMix (a pasted patch of another image); 0 = off
     mix_prob: float = 1.0  # share of training batches mixed when mixup or cutmix is on
+    swa_start: int = 0  # average the weights after each epoch from this one (1-based) on; 0 = off
 
     def resolved_pretrained(self) -> str:
         if self.pretrained != "auto":
@@ -180,8 +186,29 @@ def train_one_epoch(model, loader, optimizer, criterion, device, amp, scaler, de
     return total_loss / seen, correct / seen
 
 
+def finish_swa(swa: AveragedModel, model: nn.Module, train_samples: list[Sample], prep: Preprocessing,
+               valid_loader: DataLoader, device: torch.device, best_key: tuple[float, float]) -> dict | None:
+    """Recompute the averaged weights' batch norm on the (unaugmented) training images and validate them; when
+    they beat or tie the best epoch by the trainer's rule, load them into `model`, which is then what ships."""
+    if int(swa.n_averaged) == 0:
+        log.info("weight averaging never started (the run ended before --swa-start)")
+        return None
+    train_loader = DataLoader(CachedCTDataset(train_samples, prep, train=False), batch_size=64)
+    update_bn((x.to(device).contiguous(memory_format=torch.channels_last) for x, _ in train_loader), swa.module)
+    val_acc, val_loss = validate(swa.module, valid_loader, device)
+    chosen = (val_acc, -val_loss) >= best_key
+    log.info("weight average of %d epochs: valid loss %.4f acc %.3f (best epoch: loss %.4f acc %.3f); shipping %s",
+             int(swa.n_averaged), val_loss, val_acc, -best_key[1], best_key[0],
+             "the average" if chosen else "the best epoch")
+    if chosen:
+        model.load_state_dict(swa.module.state_dict(), strict=True)
+    return {"epochs_averaged": int(swa.n_averaged), "val_acc": val_acc, "val_loss": val_loss, "chosen": chosen}
+
+
 def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
     """Run training; returns the path of the best, finalised checkpoint."""
+    if cfg.swa_start and cfg.ema:
+        raise ValueError("--swa-start and --ema both average the weights; choose one")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     version = code_version()  # the code this run imported, not whatever HEAD is when it ends
@@ -212,6 +239,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
     ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
            if cfg.ema else None)
     evaluated = ema.module if ema is not None else model  # the weights validated, selected and shipped
+    swa = AveragedModel(model) if cfg.swa_start else None  # equal-weight average of end-of-epoch weights
     counts = torch.bincount(train_ds.labels, minlength=len(CLASS_NAMES)).float()
     weights = counts.sum() / (len(CLASS_NAMES) * counts.clamp(min=1)) if cfg.class_weights == "balanced" else None
     criterion = nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None else None,
@@ -230,6 +258,8 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
             scheduler.load_state_dict(state["scheduler"])
         if ema is not None:
             ema.load_state_dict(state["ema"])
+        if swa is not None and state.get("swa") is not None:
+            swa.load_state_dict(state["swa"])
         history, start_epoch, best_key, stale = state["history"], state["epoch"], tuple(state["best_key"]), state["stale"]
         torch.set_rng_state(state["torch_rng"])
         generator.set_state(state["loader_rng"])
@@ -246,6 +276,8 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
         # Validate in fp32, as evaluation and the app run the model: bf16 autocast moves logits enough to
         # flip a few of the 62 validation images, which would steer the choice of the best epoch.
         val_acc, val_loss = validate(evaluated, valid_loader, device)
+        if swa is not None and epoch + 1 >= cfg.swa_start:
+            swa.update_parameters(model)
         row = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
                "val_acc": val_acc, "seconds": round(time.perf_counter() - started, 2)}
         history.append(row)
@@ -261,6 +293,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "history": history,
                     "scheduler": scheduler.state_dict() if scheduler is not None else None,
                     "ema": ema.state_dict() if ema is not None else None,
+                    "swa": swa.state_dict() if swa is not None else None,
                     "epoch": epoch + 1, "best_key": list(best_key), "stale": stale,
                     "torch_rng": torch.get_rng_state(), "loader_rng": generator.get_state(),
                     "py_rng": random.getstate(), "np_rng": np.random.get_state()}, state_path)
@@ -271,11 +304,15 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
 
     model.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=True), strict=True)
     model = model.to(device)
+    swa_result = None if swa is None else finish_swa(swa, model, splits["train"], prep, valid_loader, device, best_key)
     logits, labels = predict_logits(model, valid_loader, device)
     temperature = fit_temperature(logits, labels)
     gate_stats = fit_gate(model, cfg.arch, CachedCTDataset(splits["train"], prep, train=False),
                           CachedCTDataset(splits["valid"], prep, train=False), device)
     best_epoch = max(history, key=lambda r: (r["val_acc"], -r["val_loss"]))
+    valid_result = {"accuracy": best_epoch["val_acc"], "loss": best_epoch["val_loss"], "epoch": best_epoch["epoch"]}
+    if swa_result is not None and swa_result["chosen"]:
+        valid_result = {"accuracy": swa_result["val_acc"], "loss": swa_result["val_loss"], "epoch": None}
     meta = {
         "arch": cfg.arch,
         "display_name": spec.display_name,
@@ -289,11 +326,14 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
         "data_fingerprint": fingerprint(splits),
         "code_version": version,
         "history": history,
-        "metrics": {"valid": {"accuracy": best_epoch["val_acc"], "loss": best_epoch["val_loss"], "epoch": best_epoch["epoch"]}},
+        "swa": swa_result,
+        "metrics": {"valid": valid_result},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     final = save_checkpoint(out / "checkpoint.pt", model=model.cpu(), meta=meta)
-    log.info("saved %s (best epoch %d, valid acc %.3f, T=%.3f)", final, best_epoch["epoch"], best_epoch["val_acc"], temperature)
+    log.info("saved %s (%s, valid acc %.3f, T=%.3f)", final,
+             f"best epoch {valid_result['epoch']}" if valid_result["epoch"] else "weight average",
+             valid_result["accuracy"], temperature)
     return final
 
 
@@ -322,6 +362,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
     p.add_argument("--cutmix", type=float, default=0.0, help="CutMix Beta alpha, e.g. 1.0 (0 = off)")
     p.add_argument("--mix-prob", type=float, default=1.0,
                    help="share of batches mixed when --mixup/--cutmix is on (both on: one picked per batch)")
+    p.add_argument("--swa-start", type=int, default=0,
+                   help="average the weights after each epoch from this one on (SWA); the average, its batch norm "
+                        "recomputed, ships if it validates at least as well as the best epoch (0 = off)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last_state.pt")
     a = p.parse_args(argv)
     cfg = TrainConfig(arch=a.arch, data=a.data, out=a.out, epochs=a.epochs, batch_size=a.batch_size,
@@ -330,7 +373,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
                       amp=not a.no_amp, device=a.device, max_train_samples=a.max_train_samples,
                       input_size=a.input_size, geometry=a.geometry, optimizer=a.optimizer, schedule=a.schedule,
                       label_smoothing=a.label_smoothing, ema=a.ema, mixup=a.mixup, cutmix=a.cutmix,
-                      mix_prob=a.mix_prob)
+                      mix_prob=a.mix_prob, swa_start=a.swa_start)
     return cfg, a.resume
 
 
