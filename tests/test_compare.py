@@ -56,3 +56,16 @@ def test_candidate_runs_are_ranked_by_validation_with_their_commands(tmp_path):
     assert rows[1].startswith("| a | 0.700 | 0.300 | 2 / 2 | fp32 | fp32 |") and "--geometry" not in rows[1]
     assert rows[1].endswith("--epochs 2 --no-amp` |")  # booleans become the CLI's own flags
     assert rows[2].startswith("| c | 0.400 | 0.600 | 1 / 2 | fp32 | fp32 |")  # asked for amp, CPU had no bf16
+
+
+def test_comparison_says_when_its_latencies_come_from_different_cpus(tmp_path):
+    _report(tmp_path, "efficientnet_lite0", valid=0.9, test=0.8)
+    _report(tmp_path, "resnet50", valid=0.6, test=0.7)
+    cpus = {"efficientnet_lite0": "AMD EPYC, AVX2, 2 threads", "resnet50": "Intel Xeon, AVX-512, 2 threads"}
+    for arch, cpu in cpus.items():
+        path = tmp_path / arch / "evaluation.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "latency_cpu": cpu}))
+    compare.main(["--models", str(tmp_path)])
+    text = (tmp_path / "COMPARISON.md").read_text()
+    assert "measured on different CPUs (" in text and "every model timed in one run" not in text
+    assert "efficientnet_lite0: AMD EPYC, AVX2, 2 threads" in text and "resnet50: Intel Xeon, AVX-512" in text

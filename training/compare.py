@@ -57,6 +57,23 @@ def markdown_table(reports: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def latency_note(reports: list[dict]) -> str:
+    """Where the CPU column was measured (one CPU for all models, or which model on which), and which models were
+    timed with initial weights because their checkpoints are not kept."""
+    cpus = {r.get("latency_cpu", "an unrecorded CPU") for r in reports}
+    if len(cpus) == 1:
+        note = (f"*CPU ms*: p50 of one slice from file bytes to probabilities, every model timed in one run on "
+                f"{cpus.pop()} (`python -m training.latency --data <dataset> --write`).")
+    else:
+        listed = "; ".join(f"{r['display_name']}: {r.get('latency_cpu', 'unrecorded')}" for r in reports)
+        note = f"*CPU ms*: p50 of one slice from file bytes to probabilities, measured on different CPUs ({listed})."
+    untrained = [r["display_name"] for r in reports if r.get("latency_weights") == "initial"]
+    if untrained:
+        note += (f" Timed with initial weights, as their checkpoints are not kept (the time does not depend on the "
+                 f"weights' values): {', '.join(untrained)}.")
+    return note
+
+
 def choose_default(reports: list[dict]) -> str:
     """Best validation accuracy; the test split plays no part in the choice."""
     return max(reports, key=lambda r: ((r.get("valid_accuracy") or 0), -r["checkpoint_bytes"]))["arch"]
@@ -134,7 +151,8 @@ def main(argv: list[str] | None = None) -> None:
             "default model. *dedup acc* counts only test images with no byte-identical copy in train; *shortcut "
             "agreement* is the share of test predictions unchanged when every image is re-encoded to 512x512 RGB "
             "PNG first. *input*: side in pixels and geometry (`crop`: the model card's Resize(256)+CenterCrop(224); "
-            "`full`: the whole slice resized to a square).\n\n{table}\n").format(n=reports[0]["n"], table=table)
+            "`full`: the whole slice resized to a square).\n\n{table}\n\n{latency}\n").format(
+                n=reports[0]["n"], table=table, latency=latency_note(reports))
     (a.models / "COMPARISON.md").write_text(text)
     print(table)
     if a.write_default:

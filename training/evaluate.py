@@ -28,7 +28,7 @@ from PIL import Image
 from lungscan.checkpoint import read_checkpoint, update_metadata
 from lungscan.classes import CLASS_NAMES
 from lungscan.data import Sample, list_samples
-from lungscan.devices import PRECISIONS
+from lungscan.devices import PRECISIONS, cpu_name
 from lungscan.imaging import decode_raster, load_image, read_bytes
 from lungscan.inference import Predictor
 from lungscan.metrics import bootstrap_ci, classification_metrics, reliability, softmax
@@ -66,7 +66,7 @@ def _logits(predictor: Predictor, images: list[Image.Image]) -> np.ndarray:
 
 def measure_latency(predictor: Predictor, path: Path, repeats: int = 30) -> dict:
     """The report's latency fields: p50 milliseconds for one slice from file bytes to
-    probabilities (after warm-up), with the thread count and engine it was measured with."""
+    probabilities (after warm-up), with the thread count, engine and CPU it was measured with."""
     data = read_bytes(path)
     for _ in range(5):
         predictor.predict(load_image(data))
@@ -76,7 +76,7 @@ def measure_latency(predictor: Predictor, path: Path, repeats: int = 30) -> dict
         predictor.predict(load_image(data))
         times.append((time.perf_counter() - start) * 1000)
     return {"latency_ms_p50": float(np.median(times)), "latency_threads": torch.get_num_threads(),
-            "latency_engine": predictor.engine}
+            "latency_engine": predictor.engine, "latency_cpu": cpu_name()}
 
 
 def evaluate(checkpoint: Path, data: Path, split: str = "test", precision: str = "fp32") -> dict:
