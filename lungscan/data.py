@@ -115,11 +115,11 @@ def fingerprint(samples_by_split: dict[str, Sequence[Sample]]) -> dict:
 class CachedCTDataset(Dataset):
     """Decodes every file once into a standardized uint8 tensor, then augments on the fly."""
 
-    def __init__(self, samples: Sequence[Sample], prep: Preprocessing, *, train: bool) -> None:
+    def __init__(self, samples: Sequence[Sample], prep: Preprocessing, *, train: bool, augment: str = "card") -> None:
         self.samples = list(samples)
         self.images = [standardize(load_image(s.path), prep) for s in self.samples]
         self.labels = torch.tensor([s.label for s in self.samples])
-        self.transform = train_transform(prep) if train else eval_transform(prep)
+        self.transform = train_transform(prep, augment) if train else eval_transform(prep)
 
     def __len__(self) -> int:
         return len(self.samples)

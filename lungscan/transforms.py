@@ -29,6 +29,7 @@ from torchvision.transforms.v2 import functional as F
 
 
 GEOMETRIES = ("crop", "full")
+AUGMENTATIONS = ("card", "trivial")
 
 
 @dataclass(frozen=True)
@@ -76,22 +77,23 @@ def _finish(prep: Preprocessing) -> list[v2.Transform]:
     ]
 
 
-def train_transform(prep: Preprocessing) -> v2.Compose:
+def train_transform(prep: Preprocessing, augment: str = "card") -> v2.Compose:
     """Training augmentation on standardized uint8 tensors.
 
-    Random resized crop (60-100 % of the area), horizontal flip, rotation up to
+    ``card``: random resized crop (60-100 % of the area), horizontal flip, rotation up to
     10 degrees and brightness/contrast jitter of 20 %: the original model card's
     augmentation, applied to the greyscale slice.
+    ``trivial``: the same crop and flip, then TrivialAugmentWide (Müller & Hutter, 2021;
+    torchvision's classification recipe) in place of the rotation and jitter: one of
+    its geometric or intensity operations per image, at a random strength.
     """
-    return v2.Compose(
-        [
-            v2.RandomResizedCrop(prep.input_size, scale=(0.6, 1.0), antialias=True),
-            v2.RandomHorizontalFlip(),
-            v2.RandomRotation(10),
-            v2.ColorJitter(brightness=0.2, contrast=0.2),
-            *_finish(prep),
-        ]
-    )
+    if augment not in AUGMENTATIONS:
+        raise ValueError(f"unknown augmentation {augment!r}; expected one of {', '.join(AUGMENTATIONS)}")
+    crop_and_flip = [v2.RandomResizedCrop(prep.input_size, scale=(0.6, 1.0), antialias=True), v2.RandomHorizontalFlip()]
+    if augment == "trivial":
+        return v2.Compose([*crop_and_flip, v2.TrivialAugmentWide(), *_finish(prep)])
+    return v2.Compose([*crop_and_flip, v2.RandomRotation(10), v2.ColorJitter(brightness=0.2, contrast=0.2),
+                       *_finish(prep)])
 
 
 def eval_transform(prep: Preprocessing) -> v2.Compose:

@@ -4,11 +4,12 @@ import zlib
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from lungscan.errors import ImageError
 from lungscan.imaging import load_image
-from lungscan.transforms import Preprocessing, at_slice_aspect, model_view, preprocess
+from lungscan.transforms import Preprocessing, at_slice_aspect, model_view, preprocess, train_transform
 
 from synthetic import ct_like
 
@@ -110,3 +111,18 @@ def test_views_are_shown_at_the_slice_aspect_ratio():
     full, crop = Preprocessing(224, geometry="full"), Preprocessing(224)
     assert at_slice_aspect(model_view(image, full), image.size, full).size == (336, 224)
     assert at_slice_aspect(model_view(image, crop), image.size, crop).size == (224, 224)  # a crop is not squeezed
+
+
+@pytest.mark.parametrize("augment", ["card", "trivial"])
+def test_training_augmentation_varies_a_greyscale_slice_and_keeps_the_model_input_format(augment):
+    prep = Preprocessing(64, (0.5,) * 3, (0.5,) * 3, "full")
+    slice_ = torch.from_numpy(np.array(ct_like(0, size=(96, 80)), dtype=np.uint8))[None]  # standardized greyscale uint8
+    transform = train_transform(prep, augment)
+    torch.manual_seed(0)
+    outputs = [transform(slice_) for _ in range(8)]
+    assert all(o.shape == (3, 64, 64) and o.dtype == torch.float32 for o in outputs)
+    assert all(torch.equal(o[0], o[1]) and torch.equal(o[0], o[2]) for o in outputs)  # still greyscale
+    assert all(o.min() >= -1 and o.max() <= 1 for o in outputs)  # [0, 1] normalised by mean/std 0.5
+    assert len({o.sum().item() for o in outputs}) == 8  # a different view each time
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        train_transform(prep, "autoaugment")

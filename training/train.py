@@ -43,7 +43,7 @@ from lungscan.devices import autocast, pick_device, training_precision
 from lungscan.gate import fit_gate
 from lungscan.metrics import fit_temperature
 from lungscan.registry import create_model, get_spec
-from lungscan.transforms import GEOMETRIES, Preprocessing
+from lungscan.transforms import AUGMENTATIONS, GEOMETRIES, Preprocessing
 
 log = logging.getLogger("lungscan.train")
 
@@ -67,6 +67,7 @@ class TrainConfig:
     max_train_samples: int | None = None  # for quick smoke runs and tests
     input_size: int | None = None  # default: the architecture's (224)
     geometry: str = "crop"  # crop: the model card's Resize+CenterCrop | full: the whole slice
+    augment: str = "card"  # card: the model card's augmentation | trivial: crop, flip and TrivialAugmentWide
     optimizer: str = "adam"  # adam (the card's) | adamw (decoupled weight decay)
     schedule: str = "constant"  # constant (the card's) | cosine (one warm-up epoch, then cosine decay to 0)
     label_smoothing: float = 0.0
@@ -226,7 +227,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
     splits = load_splits(cfg.data, cfg.max_train_samples)
     log.info("train %d / valid %d images (de-duplicated), device %s, precision %s",
              len(splits["train"]), len(splits["valid"]), device, precision)
-    train_ds = CachedCTDataset(splits["train"], prep, train=True)
+    train_ds = CachedCTDataset(splits["train"], prep, train=True, augment=cfg.augment)
     valid_ds = CachedCTDataset(splits["valid"], prep, train=False)
     generator = torch.Generator().manual_seed(cfg.seed)
     train_loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, generator=generator, drop_last=False)
@@ -354,6 +355,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
     p.add_argument("--input-size", type=int, default=None, help="square input side (default: the architecture's)")
     p.add_argument("--geometry", choices=GEOMETRIES, default="crop",
                    help="crop: the model card's Resize+CenterCrop; full: the whole slice resized to a square")
+    p.add_argument("--augment", choices=AUGMENTATIONS, default="card",
+                   help="card: the model card's augmentation; trivial: crop, flip and TrivialAugmentWide")
     p.add_argument("--optimizer", choices=("adam", "adamw"), default="adam")
     p.add_argument("--schedule", choices=("constant", "cosine"), default="constant")
     p.add_argument("--label-smoothing", type=float, default=0.0)
@@ -371,7 +374,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
                       lr_backbone=a.lr_backbone, lr_head=a.lr_head, weight_decay=a.weight_decay,
                       pretrained=a.pretrained, class_weights=a.class_weights, patience=a.patience, seed=a.seed,
                       amp=not a.no_amp, device=a.device, max_train_samples=a.max_train_samples,
-                      input_size=a.input_size, geometry=a.geometry, optimizer=a.optimizer, schedule=a.schedule,
+                      input_size=a.input_size, geometry=a.geometry, augment=a.augment, optimizer=a.optimizer, schedule=a.schedule,
                       label_smoothing=a.label_smoothing, ema=a.ema, mixup=a.mixup, cutmix=a.cutmix,
                       mix_prob=a.mix_prob, swa_start=a.swa_start)
     return cfg, a.resume
