@@ -33,8 +33,6 @@ from lungscan.transforms import Preprocessing
 from .compare import load_reports
 from .evaluate import measure_latency
 
-log = logging.getLogger("lungscan.latency")
-
 
 def untrained_predictor(report: dict, slices: list) -> Predictor:
     """The report's architecture with initial weights, its input size and geometry, and an input gate fitted on a
