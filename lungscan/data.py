@@ -7,6 +7,7 @@ Accepts the Kaggle layout (`Data/{train,valid,test}/<class folder>`), the same w
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 from collections import Counter
@@ -117,9 +118,16 @@ class CachedCTDataset(Dataset):
 
     def __init__(self, samples: Sequence[Sample], prep: Preprocessing, *, train: bool, augment: str = "card") -> None:
         self.samples = list(samples)
+        self.prep = prep
         self.images = [standardize(load_image(s.path), prep) for s in self.samples]
         self.labels = torch.tensor([s.label for s in self.samples])
         self.transform = train_transform(prep, augment) if train else eval_transform(prep)
+
+    def unaugmented(self) -> CachedCTDataset:
+        """The same decoded images under the evaluation transform, without decoding the files again."""
+        view = copy.copy(self)
+        view.transform = eval_transform(self.prep)
+        return view
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -187,14 +187,14 @@ def train_one_epoch(model, loader, optimizer, criterion, device, amp, scaler, de
     return total_loss / seen, correct / seen
 
 
-def finish_swa(swa: AveragedModel, model: nn.Module, train_samples: list[Sample], prep: Preprocessing,
-               valid_loader: DataLoader, device: torch.device, best_key: tuple[float, float]) -> dict | None:
+def finish_swa(swa: AveragedModel, model: nn.Module, train_plain: CachedCTDataset, valid_loader: DataLoader,
+               device: torch.device, best_key: tuple[float, float]) -> dict | None:
     """Recompute the averaged weights' batch norm on the (unaugmented) training images and validate them; when
     they beat or tie the best epoch by the trainer's rule, load them into `model`, which is then what ships."""
     if int(swa.n_averaged) == 0:
         log.info("weight averaging never started (the run ended before --swa-start)")
         return None
-    train_loader = DataLoader(CachedCTDataset(train_samples, prep, train=False), batch_size=64)
+    train_loader = DataLoader(train_plain, batch_size=64)
     update_bn((x.to(device).contiguous(memory_format=torch.channels_last) for x, _ in train_loader), swa.module)
     val_acc, val_loss = validate(swa.module, valid_loader, device)
     chosen = (val_acc, -val_loss) >= best_key
@@ -305,11 +305,11 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
 
     model.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=True), strict=True)
     model = model.to(device)
-    swa_result = None if swa is None else finish_swa(swa, model, splits["train"], prep, valid_loader, device, best_key)
+    train_plain = train_ds.unaugmented()  # for batch-norm statistics and the input gate
+    swa_result = None if swa is None else finish_swa(swa, model, train_plain, valid_loader, device, best_key)
     logits, labels = predict_logits(model, valid_loader, device)
     temperature = fit_temperature(logits, labels)
-    gate_stats = fit_gate(model, cfg.arch, CachedCTDataset(splits["train"], prep, train=False),
-                          CachedCTDataset(splits["valid"], prep, train=False), device)
+    gate_stats = fit_gate(model, cfg.arch, train_plain, valid_ds, device)
     best_epoch = max(history, key=lambda r: (r["val_acc"], -r["val_loss"]))
     valid_result = {"accuracy": best_epoch["val_acc"], "loss": best_epoch["val_loss"], "epoch": best_epoch["epoch"]}
     if swa_result is not None and swa_result["chosen"]:
