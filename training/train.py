@@ -374,8 +374,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
                       lr_backbone=a.lr_backbone, lr_head=a.lr_head, weight_decay=a.weight_decay,
                       pretrained=a.pretrained, class_weights=a.class_weights, patience=a.patience, seed=a.seed,
                       amp=not a.no_amp, device=a.device, max_train_samples=a.max_train_samples,
-                      input_size=a.input_size, geometry=a.geometry, augment=a.augment, optimizer=a.optimizer, schedule=a.schedule,
-                      label_smoothing=a.label_smoothing, ema=a.ema, mixup=a.mixup, cutmix=a.cutmix,
+                      input_size=a.input_size, geometry=a.geometry, augment=a.augment, optimizer=a.optimizer,
+                      schedule=a.schedule, label_smoothing=a.label_smoothing, ema=a.ema, mixup=a.mixup, cutmix=a.cutmix,
                       mix_prob=a.mix_prob, swa_start=a.swa_start)
     return cfg, a.resume
 

@@ -19,8 +19,9 @@ CutMix on half the batches. Lite1 does so for up to 110 epochs with early stoppi
 weights of epochs 56-110 (`--swa-start 56`); the average ships only if it validates at
 least as well as the best epoch, which it did not for the shipped run (epoch 80 shipped).
 That run won on validation among the Lite0 runs listed in
-models/efficientnet_lite0/SELECTION.md. The torchvision backbones train from scratch here because their ImageNet
-weights cannot be downloaded offline (use --pretrained imagenet where they are cached).
+models/efficientnet_lite0/SELECTION.md. The torchvision backbones train from scratch
+here because their ImageNet weights cannot be downloaded offline (use --pretrained
+imagenet where they are cached).
 """
 
 from __future__ import annotations
