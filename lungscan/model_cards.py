@@ -171,8 +171,11 @@ def model_input(preprocessing: dict[str, Any] | None) -> str:
     if not preprocessing:
         return "—"
     side = int(preprocessing["input_size"])
-    if preprocessing.get("geometry", "crop") == "full":
+    geometry = preprocessing.get("geometry", "crop")
+    if geometry == "full":
         return f"the whole slice resized to {side}×{side}, greyscale"
+    if geometry == "body":
+        return f"the slice cropped to the patient's body, resized to {side}×{side}, greyscale"
     return f"{side}×{side} centre crop of the slice resized to {round(side * 256 / 224)} (short side), greyscale"
 
 

@@ -9,7 +9,7 @@ from PIL import Image
 
 from lungscan.errors import ImageError
 from lungscan.imaging import load_image
-from lungscan.transforms import Preprocessing, at_slice_aspect, model_view, preprocess, train_transform
+from lungscan.transforms import Preprocessing, at_slice_aspect, body_box, model_view, preprocess, train_transform
 
 from synthetic import ct_like
 
@@ -109,8 +109,42 @@ def test_preprocessing_round_trips_and_old_checkpoints_mean_the_card_crop():
 def test_views_are_shown_at_the_slice_aspect_ratio():
     image = Image.fromarray(np.full((200, 300), 90, np.uint8), "L")
     full, crop = Preprocessing(224, geometry="full"), Preprocessing(224)
-    assert at_slice_aspect(model_view(image, full), image.size, full).size == (336, 224)
-    assert at_slice_aspect(model_view(image, crop), image.size, crop).size == (224, 224)  # a crop is not squeezed
+    assert at_slice_aspect(model_view(image, full), image, full).size == (336, 224)
+    assert at_slice_aspect(model_view(image, crop), image, crop).size == (224, 224)  # a crop is not squeezed
+
+
+def _framed(body: Image.Image, margin: tuple[int, int, int, int]) -> Image.Image:
+    """`body` pasted on a black screenshot with (left, top, right, bottom) margins, a scanner
+    table line under it and burnt-in text in a corner."""
+    left, top, right, bottom = margin
+    canvas = Image.new("L", (body.width + left + right, body.height + top + bottom), 0)
+    canvas.paste(body, (left, top))
+    pixels = np.array(canvas)
+    pixels[top + body.height + bottom // 2, left:left + body.width] = 200  # table edge, one pixel thick
+    pixels[4:10, 4:40] = 255  # annotation text
+    return Image.fromarray(pixels, "L")
+
+
+def test_body_geometry_crops_to_the_body_whatever_the_framing():
+    body = ct_like(1, size=(300, 200)).crop((24, 24, 276, 176))  # the ellipse filling its box, as in training slices
+    tight, loose = _framed(body, (2, 2, 2, 2)), _framed(body, (70, 30, 40, 60))
+    left, top, right, bottom = body_box(loose)
+    assert abs(left - 70) <= 8 and abs(top - 30) <= 8  # the body, plus a small margin
+    assert abs(right - (70 + body.width)) <= 8 and abs(bottom - (30 + body.height)) <= 8  # table and text left out
+    prep = Preprocessing(224, geometry="body")
+    tight_view, loose_view = np.asarray(model_view(tight, prep), float), np.asarray(model_view(loose, prep), float)
+    full = Preprocessing(224, geometry="full")
+    framing_changes_full = np.abs(np.asarray(model_view(tight, full), float) - np.asarray(model_view(loose, full), float))
+    assert np.abs(tight_view - loose_view).mean() < framing_changes_full.mean() / 4
+    assert at_slice_aspect(model_view(loose, prep), loose, prep).width > 224  # shown at the body's own aspect
+
+
+def test_body_geometry_keeps_a_slice_without_a_dark_surround_whole():
+    bright = Image.fromarray(np.full((200, 300), 120, np.uint8), "L")
+    assert body_box(bright) == (0, 0, 300, 200)
+    speck = np.zeros((200, 300), np.uint8)
+    speck[90:110, 140:160] = 200  # no region large enough to be a body
+    assert body_box(Image.fromarray(speck, "L")) == (0, 0, 300, 200)
 
 
 @pytest.mark.parametrize("augment", ["card", "trivial"])

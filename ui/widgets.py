@@ -81,9 +81,9 @@ def heatmap_panel(checkpoint: Path, image: Image.Image, *, default_target: str, 
     opacity = col3.slider("Heatmap opacity", 0.0, 1.0, 0.45, 0.05, key=f"{key}_opacity")
     view = predictor.model_view(image)
     cam = cached_cam(str(checkpoint), image_key(image), target, CAM_METHODS[method_label], image)
-    # Shown at the slice's own aspect ratio (a model that sees the whole slice sees it squeezed to a square).
-    base = at_slice_aspect(view, image.size, predictor.prep)
-    overlay = np.asarray(at_slice_aspect(Image.fromarray(overlay_cam(view, cam, opacity)), image.size, predictor.prep))
+    # Shown at the aspect ratio of the region the model saw (it sees the slice or the body squeezed to a square).
+    base = at_slice_aspect(view, image, predictor.prep)
+    overlay = np.asarray(at_slice_aspect(Image.fromarray(overlay_cam(view, cam, opacity)), image, predictor.prep))
     st.plotly_chart(
         figures.image_pair(base, overlay, titles=("What the model saw", f"{method_label}: {display_name(target)}")),
         key=f"{key}_heatmap",
