@@ -6,17 +6,20 @@ import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from lungscan.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from lungscan.classes import CLASS_NAMES
+from lungscan.data import list_samples
 from lungscan.devices import cpu_has_native_bf16
 from lungscan.errors import CheckpointError
 from lungscan.imaging import load_image
 from lungscan.inference import Predictor
 import training.train as train_module
 from training.compare import candidates_table
+from training.evaluate import evaluate, reframe
 from training.soup import average, soup
 from training.train import TrainConfig, train
 
@@ -162,6 +165,31 @@ def test_recorded_validation_result_is_what_the_app_gets_from_the_shipped_model(
     assert meta["metrics"]["valid"]["accuracy"] == pytest.approx((logits.argmax(1) == labels).float().mean().item())
     assert meta["metrics"]["valid"]["loss"] == pytest.approx(
         torch.nn.functional.cross_entropy(logits, labels).item(), rel=1e-4)
+
+
+def test_evaluation_report_matches_the_app_and_probes_shortcuts_and_framing(trained, dataset):
+    _, _, checkpoint = trained
+    report = evaluate(checkpoint, dataset, "test")
+    predictor = Predictor.from_checkpoint(checkpoint, "cpu")
+    test = list_samples(dataset, "test")
+    labels = [s.class_name for s in test]
+    assert report["n"] == len(test) == 8
+    assert report["accuracy"] == pytest.approx(
+        sum(predictor.predict(load_image(s.path)).label == y for s, y in zip(test, labels)) / len(test))
+    assert sum(map(sum, report["confusion_matrix"])) == 8
+    reframed = [predictor.predict(reframe(load_image(s.path))).label for s in test]
+    framing = report["framing"]
+    assert framing["accuracy_reframed"] == pytest.approx(sum(p == y for p, y in zip(reframed, labels)) / len(test))
+    assert framing["accuracy_original"] == report["accuracy"] and 0 <= framing["prediction_agreement"] <= 1
+    assert {"prediction_agreement", "same_aspect"} <= report["shortcut"].keys()
+
+
+def test_reframing_centres_the_slice_on_a_black_margin():
+    image = ct_like(0, size=(200, 160))
+    framed = reframe(image, 0.8)
+    pixels = np.asarray(framed)
+    assert framed.size == (250, 200) and pixels[:20].max() == 0 and pixels[:, -25:].max() == 0
+    assert np.array_equal(pixels[20:180, 25:225], np.asarray(image))
 
 
 def test_soup_averages_weights_and_takes_counters_from_the_first():
