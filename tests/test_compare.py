@@ -26,6 +26,17 @@ def test_default_is_chosen_by_validation_never_by_test(tmp_path):
     assert "| input |" in rows[0]
     assert rows[1].split(" | ")[2:4] == ["224 full", "1"]  # sorted by validation; input and epochs columns
     assert rows[2].split(" | ")[2] == "224 crop"  # a report without a preprocessing record: the card's crop
+    assert rows[1].split(" | ")[11] == "—"  # a report from before the framing probe
+
+
+def test_comparison_shows_how_much_framing_changes_each_model(tmp_path):
+    _report(tmp_path, "efficientnet_lite0", valid=0.9, test=0.8)
+    path = tmp_path / "efficientnet_lite0" / "evaluation.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "framing": {"prediction_agreement": 0.875}}))
+    compare.main(["--models", str(tmp_path)])
+    header, _, row = [line for line in (tmp_path / "COMPARISON.md").read_text().splitlines() if line.startswith("|")]
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    assert row.strip("|").split("|")[columns.index("framing agreement")].strip() == "0.875"
 
 
 def test_candidate_runs_are_ranked_by_validation_with_their_commands(tmp_path):

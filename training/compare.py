@@ -41,10 +41,16 @@ def _input(report: dict) -> str:
     return f"{prep['input_size']} {prep.get('geometry', 'crop')}"
 
 
+def _framing(report: dict) -> str:
+    """The framing probe's prediction agreement; reports from before the probe existed have none."""
+    framing = report.get("framing")
+    return f"{framing['prediction_agreement']:.3f}" if framing else "—"
+
+
 def markdown_table(reports: list[dict]) -> str:
-    header = ("| model | pretrained | input | epochs | valid acc | test accuracy (95% CI) | macro-F1 (95% CI) | dedup acc (n) "
-              "| macro AUC | ECE → calibrated | shortcut agreement | params | size MB | CPU ms |")
-    lines = [header, "|" + "|".join(["---"] * 14) + "|"]
+    header = ("| model | pretrained | input | epochs | valid acc | test accuracy (95% CI) | macro-F1 (95% CI) "
+              "| dedup acc (n) | macro AUC | ECE → calibrated | shortcut agreement | framing agreement | params | size MB | CPU ms |")
+    lines = [header, "|" + "|".join(["---"] * 15) + "|"]
     for r in sorted(reports, key=lambda r: -(r.get("valid_accuracy") or 0)):
         lines.append(
             f"| {r['display_name']} | {'ImageNet' if r['pretrained'] else 'none'} | {_input(r)} "
@@ -52,7 +58,8 @@ def markdown_table(reports: list[dict]) -> str:
             f"| {r.get('valid_accuracy') or float('nan'):.3f} | {_ci(r, 'accuracy')} | {_ci(r, 'macro_f1')} "
             f"| {r['dedup_accuracy']:.3f} ({r['dedup_n']}) | {r['roc_auc']['macro']:.3f} "
             f"| {r['ece']:.3f} → {r['ece_calibrated']:.3f} | {r['shortcut']['prediction_agreement']:.3f} "
-            f"| {r['params'] / 1e6:.1f} M | {r['checkpoint_bytes'] / 1e6:.1f} | {r['latency_ms_p50']:.0f} |"
+            f"| {_framing(r)} | {r['params'] / 1e6:.1f} M | {r['checkpoint_bytes'] / 1e6:.1f} "
+            f"| {r['latency_ms_p50']:.0f} |"
         )
     return "\n".join(lines)
 
@@ -150,8 +157,10 @@ def main(argv: list[str] | None = None) -> None:
             "`python -m training.train_all --data <dataset>`. Sorted by validation accuracy, which alone picks the "
             "default model. *dedup acc* counts only test images with no byte-identical copy in train; *shortcut "
             "agreement* is the share of test predictions unchanged when every image is re-encoded to 512x512 RGB "
-            "PNG first. *input*: side in pixels and geometry (`crop`: the model card's Resize(256)+CenterCrop(224); "
-            "`full`: the whole slice resized to a square).\n\n{table}\n\n{latency}\n").format(
+            "PNG first; *framing agreement*, when every image is centred on a black margin that it fills to 80 % of "
+            "each side (— for reports from before that probe). *input*: side in pixels and geometry (`crop`: the "
+            "model card's Resize(256)+CenterCrop(224); `full`: the whole slice resized to a square; `body`: the "
+            "slice cropped to the patient's body, then resized to a square).\n\n{table}\n\n{latency}\n").format(
                 n=reports[0]["n"], table=table, latency=latency_note(reports))
     (a.models / "COMPARISON.md").write_text(text)
     print(table)
