@@ -49,7 +49,8 @@ def _framing(report: dict) -> str:
 
 def markdown_table(reports: list[dict]) -> str:
     header = ("| model | pretrained | input | epochs | valid acc | test accuracy (95% CI) | macro-F1 (95% CI) "
-              "| dedup acc (n) | macro AUC | ECE → calibrated | shortcut agreement | framing agreement | params | size MB | CPU ms |")
+              "| dedup acc (n) | macro AUC | ECE → calibrated | shortcut agreement | framing agreement | params "
+              "| size MB | CPU ms |")
     lines = [header, "|" + "|".join(["---"] * 15) + "|"]
     for r in sorted(reports, key=lambda r: -(r.get("valid_accuracy") or 0)):
         lines.append(
