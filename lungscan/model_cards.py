@@ -203,6 +203,13 @@ def model_card_facts(evaluation: dict[str, Any]) -> dict[str, str]:
             f"temperature scaling (T = {_number(evaluation.get('temperature')):.2f})"
         ),
     }
+    framing = evaluation.get("framing")
+    if framing:
+        facts["With a black margin around the slice"] = (
+            f"accuracy {pct(framing.get('accuracy_original'))} → {pct(framing.get('accuracy_reframed'))}; "
+            f"{pct(framing.get('prediction_agreement'))} of predictions unchanged (slice filling "
+            f"{pct(framing.get('fill'))} of each side)"
+        )
     if evaluation.get("command"):
         facts["Reproduce with"] = str(evaluation["command"])
     return facts

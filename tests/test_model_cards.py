@@ -100,6 +100,17 @@ def test_model_card_facts(models_dir):
     facts = model_cards.model_card_facts(model_cards.load_evaluations(models_dir).evaluations["resnet50"])
     assert facts["Accuracy"].startswith("91.0%") and "T = 1.70" in facts["Calibration error (ECE)"]
     assert facts["Reproduce with"] == "python -m training.train --arch resnet50"
+    assert "With a black margin around the slice" not in facts  # a report from before the framing probe
+    framed = {**model_cards.load_evaluations(models_dir).evaluations["resnet50"],
+              "framing": {"fill": 0.8, "accuracy_original": 0.849, "accuracy_reframed": 0.745,
+                          "prediction_agreement": 0.784}}
+    assert model_cards.model_card_facts(framed)["With a black margin around the slice"] == (
+        "accuracy 84.9% → 74.5%; 78.4% of predictions unchanged (slice filling 80.0% of each side)")
+
+
+def test_model_card_says_how_a_body_model_sees_a_slice():
+    body = {"input_size": 224, "mean": [0.5] * 3, "std": [0.5] * 3, "geometry": "body"}
+    assert model_cards.model_input(body) == "the slice cropped to the patient's body, resized to 224×224, greyscale"
 
 
 def test_figures_carry_the_data(models_dir):
