@@ -18,7 +18,7 @@ from .errors import CheckpointError
 from .frozen import freeze
 from .gate import GateResult, capture_gate_features, check_contrast, check_features
 from .registry import ARCHITECTURES
-from .transforms import Preprocessing, model_view, preprocess
+from .transforms import Preprocessing, framing_warning, model_view, preprocess
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ class Prediction:
     model_version: str
     gate: GateResult = field(default_factory=lambda: GateResult(True))
     logits: tuple[float, ...] = ()
+    framing_warning: str | None = None  # advice when the slice is framed unlike the training slices
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -47,6 +48,7 @@ class Prediction:
             "model_version": self.model_version,
             "in_distribution": self.gate.ok,
             "gate_reason": self.gate.reason,
+            "framing_warning": self.framing_warning,
         }
 
 
@@ -122,6 +124,7 @@ class Predictor:
             model_version=self.model_version,
             gate=gate,
             logits=tuple(float(v) for v in logits),
+            framing_warning=framing_warning(image, self.prep),
         )
 
 

@@ -212,8 +212,10 @@ def scan_report_pdf(
     cam_method: str = "Grad-CAM",
     generated_by: str | None = None,
     generated_at: datetime | None = None,
+    framing_warning: str | None = None,
 ) -> bytes:
-    """A one-to-two page PDF for a saved scan: disclaimer, images, probabilities, model, intake."""
+    """A one-to-two page PDF for a saved scan: disclaimer, images, probabilities, model, intake, and the
+    advice of `lungscan.transforms.framing_warning` when there is any."""
     pdf = _ReportPDF("LungScan scan report")
     pdf.add_page()
     pdf.set_font("Helvetica", style="B", size=16)
@@ -255,6 +257,8 @@ def scan_report_pdf(
         pdf.set_text_color(170, 0, 0)
         pdf.paragraph(f"Input check warning: {scan.gate_flag}")
         pdf.set_text_color(0)
+    if framing_warning:
+        pdf.paragraph(f"Framed unlike the training slices: {framing_warning}")
     probabilities = sorted(scan.probabilities.items(), key=lambda item: item[1], reverse=True)
     pdf.set_font("Helvetica", size=9)
     with pdf.table(col_widths=(120, 60), text_align=("LEFT", "RIGHT"), line_height=5) as table:

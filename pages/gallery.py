@@ -57,6 +57,7 @@ with left:
         probabilities=prediction.probabilities,
         gate_ok=prediction.gate.ok,
         gate_reason=prediction.gate.reason,
+        framing_warning=prediction.framing_warning,
         key="gallery",
     )
     if prediction.gate.ok:

@@ -9,8 +9,9 @@ from PIL import Image
 from lungscan import reports, storage
 from lungscan.classes import CLASS_NAMES, display_name
 from lungscan.errors import LungScanError
+from lungscan.transforms import framing_warning
 from ui.frame import require_page
-from ui.resources import available_checkpoints, get_engine, get_settings
+from ui.resources import available_checkpoints, get_engine, get_predictor, get_settings
 from ui.widgets import heatmap_panel, model_title, prediction_summary
 
 PDF_KEY = "history_pdf"
@@ -92,6 +93,14 @@ except (OSError, LungScanError) as exc:
     image = None
     st.warning(f"The stored image of scan {scan.id} cannot be read ({exc}).")
 
+checkpoint = available_checkpoints().get(scan.model_arch)
+framing = None
+if image is not None and checkpoint is not None:
+    try:
+        framing = framing_warning(image, get_predictor(checkpoint).prep)
+    except LungScanError as exc:
+        st.warning(f"The {model_title(scan.model_arch)} model could not be loaded: {exc}")
+        checkpoint = None
 left, right = st.columns([2, 3])
 with left:
     prediction_summary(
@@ -100,6 +109,7 @@ with left:
         probabilities=scan.probabilities,
         gate_ok=scan.gate_flag is None,
         gate_reason=scan.gate_flag,
+        framing_warning=framing,
         key=f"history_{scan.id}",
     )
     st.caption(f"Model: {model_title(scan.model_arch)} · version `{scan.model_version}`")
@@ -110,7 +120,6 @@ with right:
     )
 
 heatmap = None
-checkpoint = available_checkpoints().get(scan.model_arch)
 if image is not None and checkpoint is not None:
     heatmap = heatmap_panel(checkpoint, image, default_target=scan.predicted_class, key=f"history_{scan.id}")
 elif image is not None:
@@ -128,6 +137,7 @@ if p1.button("Create PDF report", icon=":material/picture_as_pdf:"):
                 overlay=heatmap.overlay if heatmap else None,
                 cam_method=f"{heatmap.method} ({display_name(heatmap.target_class)})" if heatmap else "Grad-CAM",
                 generated_by=user.username,
+                framing_warning=framing,
             ),
         )
     except LungScanError as exc:

@@ -158,6 +158,7 @@ if submitted:
                 "probabilities": prediction.probabilities,
                 "gate_ok": prediction.gate.ok,
                 "gate_reason": prediction.gate.reason,
+                "framing_warning": prediction.framing_warning,
                 "image": prepared.image,
                 "dicom": prepared.dicom,
             }
@@ -219,6 +220,7 @@ with left:
         probabilities=chosen["probabilities"],
         gate_ok=chosen["gate_ok"],
         gate_reason=chosen["gate_reason"],
+        framing_warning=chosen["framing_warning"],
         key=f"scan_{chosen['scan_id']}",
     )
 with right:

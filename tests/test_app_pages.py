@@ -237,6 +237,24 @@ def test_blank_image_is_flagged_not_labelled(app_env):
     assert any("Input check failed" in w.value for w in at.warning)
 
 
+def test_loosely_framed_slice_gets_advice_to_crop_it(app_env):
+    import io
+
+    from PIL import Image
+
+    tight = Image.open(io.BytesIO(ct_png(size=160)))
+    loose = Image.new("L", (320, 260))
+    loose.paste(tight, (80, 50))  # the same slice with a wide black margin around it
+    buffer = io.BytesIO()
+    loose.save(buffer, format="PNG")
+    at = analyse(login("clin"), [("loose.png", buffer.getvalue(), "image/png")])
+    assert [m.label for m in at.metric] == ["Predicted class"]  # advice, not a refusal
+    [advice] = [w.value for w in at.warning if "Framed unlike the training slices" in w.value]
+    assert "Crop the image to the body" in advice
+    at = analyse(login("clin"), [("tight.png", ct_png(size=160), "image/png")])
+    assert not [w for w in at.warning if "Framed unlike" in w.value]
+
+
 def test_intake_validation_blocks_analysis(app_env):
     at = analyse(login("clin"), [("slice.png", ct_png(), "image/png")], patient_id="John Smith")
     assert any("Please correct the intake form" in e.value for e in at.error)

@@ -9,7 +9,8 @@ from PIL import Image
 
 from lungscan.errors import ImageError
 from lungscan.imaging import load_image
-from lungscan.transforms import Preprocessing, at_slice_aspect, body_box, model_view, preprocess, train_transform
+from lungscan.transforms import (Preprocessing, at_slice_aspect, body_box, framing_warning, model_view, preprocess,
+                                 train_transform)
 
 from synthetic import ct_like
 
@@ -137,6 +138,17 @@ def test_body_geometry_crops_to_the_body_whatever_the_framing():
     full_change = np.abs(np.asarray(model_view(tight, full), float) - np.asarray(model_view(loose, full), float))
     assert np.abs(tight_view - loose_view).mean() < full_change.mean() / 4
     assert at_slice_aspect(model_view(loose, prep), loose, prep).width > 224  # shown at the body's own aspect
+
+
+def test_loosely_framed_slices_get_advice_unless_the_model_crops_to_the_body():
+    body = ct_like(1, size=(300, 200)).crop((24, 24, 276, 176))
+    tight, loose = _framed(body, (2, 2, 2, 2)), _framed(body, (70, 30, 40, 60))
+    full = Preprocessing(224, geometry="full")
+    assert framing_warning(tight, full) is None
+    advice = framing_warning(loose, full)
+    # The body is 70 % of the width and 63 % of the height; its box keeps a small margin on each side.
+    assert advice is not None and "spans only 72% of this slice's width and 65% of its height" in advice
+    assert framing_warning(loose, Preprocessing(224, geometry="body")) is None
 
 
 def test_body_geometry_keeps_a_slice_without_a_dark_surround_whole():

@@ -35,9 +35,11 @@ def model_title(arch: str) -> str:
 
 
 def prediction_summary(
-    *, label: str, confidence: float, probabilities: dict[str, float], gate_ok: bool, gate_reason: str | None, key: str
+    *, label: str, confidence: float, probabilities: dict[str, float], gate_ok: bool, gate_reason: str | None, key: str,
+    framing_warning: str | None = None,
 ) -> None:
-    """The answer: predicted class and calibrated probabilities, or the input gate's warning instead."""
+    """The answer: predicted class and calibrated probabilities, or the input gate's warning instead, and advice
+    when the slice is framed unlike the training slices."""
     if gate_ok:
         st.metric(
             "Predicted class",
@@ -48,6 +50,8 @@ def prediction_summary(
         )
     else:
         st.warning(f"**Input check failed.** {gate_reason or ''}\n\n{NOT_A_FINDING}", icon=":material/warning:")
+    if gate_ok and framing_warning:
+        st.warning(f"**Framed unlike the training slices.** {framing_warning}", icon=":material/crop:")
     st.plotly_chart(
         figures.probability_bar(probabilities, highlight=label, flagged=not gate_ok),
         key=f"{key}_probabilities",
