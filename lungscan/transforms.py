@@ -14,9 +14,10 @@ Three geometries, recorded in every checkpoint:
 - ``body``: crop the slice to the patient's body (`body_box`: the largest bright region,
   so the black surround, the scanner table and burnt-in text fall away), then resize
   that crop like ``full``. Screenshots are framed by whoever took them: in this dataset
-  the body fills about 98 % of each training and validation slice but 76-93 % of the
-  test slices of the cancer classes, and a clinic's own screenshots are framed any way
-  at all. Cropping to the body makes the model's input independent of that framing.
+  the body's box spans a median 98-100 % of each side of the training and validation
+  slices but 79-85 % of the height of the test slices of the cancer classes
+  (`python -m training.framing`), and a clinic's own screenshots are framed any way at
+  all. Cropping to the body makes the model's input independent of that framing.
 
 The first two steps are deterministic and produce a small uint8 tensor, so training
 decodes each file once and keeps those tensors in memory; augmentation then runs on

@@ -172,3 +172,16 @@ def test_training_augmentation_varies_a_greyscale_slice_and_keeps_the_model_inpu
     assert len({o.sum().item() for o in outputs}) == 8  # a different view each time
     with pytest.raises(ValueError, match="unknown augmentation"):
         train_transform(prep, "autoaugment")
+
+
+def test_framing_table_counts_the_loosely_framed_slices_of_each_split_and_class(tmp_path):
+    from synthetic import make_dataset
+    from training.framing import framing_table
+
+    make_dataset(tmp_path, per_class=2)  # synthetic slices have a black margin round the body
+    body = ct_like(3, size=(300, 200)).crop((24, 24, 276, 176))
+    _framed(body, (2, 2, 2, 2)).save(tmp_path / "train" / "normal" / "tight.png")
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in framing_table(tmp_path).splitlines()[2:]]
+    assert len(rows) == 12
+    counts = {(split, name): (files, loose) for split, name, files, _, _, loose in rows}
+    assert counts[("train", "normal")] == ("3", "2") and counts[("test", "adenocarcinoma")] == ("2", "2")
