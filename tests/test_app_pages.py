@@ -21,6 +21,7 @@ from lungscan.config import Settings
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_analysis import ct_png  # noqa: E402
+from test_reports import pdf_text  # noqa: E402
 from tiny_models import write_evaluation, write_tiny_checkpoint  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -251,6 +252,13 @@ def test_loosely_framed_slice_gets_advice_to_crop_it(app_env):
     assert [m.label for m in at.metric] == ["Predicted class"]  # advice, not a refusal
     [advice] = [w.value for w in at.warning if "Framed unlike the training slices" in w.value]
     assert "Crop the image to the body" in advice
+    # The saved scan keeps the advice: on the History page and in its PDF report.
+    open_page(at, "history")
+    assert [w.value for w in at.warning if "Framed unlike the training slices" in w.value] == [advice]
+    [pdf_button] = [b for b in at.button if b.label == "Create PDF report"]
+    pdf_button.click().run()
+    _, pdf = at.session_state["history_pdf"]
+    assert "Framed unlike the training slices" in pdf_text(pdf)
     at = analyse(login("clin"), [("tight.png", ct_png(size=160), "image/png")])
     assert not [w for w in at.warning if "Framed unlike" in w.value]
 
