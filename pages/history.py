@@ -94,12 +94,13 @@ except (OSError, LungScanError) as exc:
     st.warning(f"The stored image of scan {scan.id} cannot be read ({exc}).")
 
 checkpoint = available_checkpoints().get(scan.model_arch)
+model_problem = f"The {model_title(scan.model_arch)} model is no longer installed"
 framing = None
 if image is not None and checkpoint is not None:
     try:
         framing = framing_warning(image, get_predictor(checkpoint).prep)
     except LungScanError as exc:
-        st.warning(f"The {model_title(scan.model_arch)} model could not be loaded: {exc}")
+        model_problem = f"The {model_title(scan.model_arch)} model could not be loaded ({exc})"
         checkpoint = None
 left, right = st.columns([2, 3])
 with left:
@@ -124,7 +125,7 @@ if image is not None and checkpoint is not None:
     heatmap = heatmap_panel(checkpoint, image, default_target=scan.predicted_class, key=f"history_{scan.id}")
 elif image is not None:
     st.image(image, caption="Stored slice", width=360)
-    st.info(f"The {model_title(scan.model_arch)} model is no longer installed, so no heatmap can be drawn.")
+    st.info(f"{model_problem}, so no heatmap can be drawn.")
 
 p1, p2, _ = st.columns([1, 1, 3])
 if p1.button("Create PDF report", icon=":material/picture_as_pdf:"):

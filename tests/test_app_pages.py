@@ -263,6 +263,18 @@ def test_loosely_framed_slice_gets_advice_to_crop_it(app_env):
     assert not [w for w in at.warning if "Framed unlike" in w.value]
 
 
+def test_history_shows_a_scan_whose_model_is_no_longer_installed(app_env):
+    at = analyse(login("clin"), [("slice.png", ct_png(size=128), "image/png")])
+    with storage.new_session(storage.get_engine(app_env.resolved_database_url)) as session:
+        [scan] = storage.list_scans(session)
+        scan.model_arch = "resnet50"  # analysed with a model this installation does not have
+        session.add(scan)
+        session.commit()
+    open_page(at, "history")
+    assert any("ResNet50 model is no longer installed, so no heatmap can be drawn" in i.value for i in at.info)
+    assert [m.label for m in at.metric] == ["Predicted class"]
+
+
 def test_intake_validation_blocks_analysis(app_env):
     at = analyse(login("clin"), [("slice.png", ct_png(), "image/png")], patient_id="John Smith")
     assert any("Please correct the intake form" in e.value for e in at.error)
