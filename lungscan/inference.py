@@ -37,7 +37,7 @@ class Prediction:
     model_version: str
     gate: GateResult = field(default_factory=lambda: GateResult(True))
     logits: tuple[float, ...] = ()
-    framing_warning: str | None = None  # advice when the slice is framed unlike the training slices
+    framing_warning: str | None = None  # set when a loosely framed slice was cropped to the body first
 
     def to_dict(self) -> dict[str, Any]:
         return {

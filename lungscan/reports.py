@@ -215,7 +215,7 @@ def scan_report_pdf(
     framing_warning: str | None = None,
 ) -> bytes:
     """A one-to-two page PDF for a saved scan: disclaimer, images, probabilities, model, intake, and the
-    advice of `lungscan.transforms.framing_warning` when there is any."""
+    note of `lungscan.transforms.framing_warning` (a loosely framed slice cropped to the body) when there is any."""
     pdf = _ReportPDF("LungScan scan report")
     pdf.add_page()
     pdf.set_font("Helvetica", style="B", size=16)

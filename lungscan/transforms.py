@@ -19,6 +19,11 @@ Three geometries, recorded in every checkpoint:
   (`python -m training.framing`), and a clinic's own screenshots are framed any way at
   all. Cropping to the body makes the model's input independent of that framing.
 
+At inference (the app, the CLI, the evaluation; `preprocess` and `model_view`), a slice
+framed more loosely than the training slices (`MIN_BODY_SPAN`) is first cropped to the
+body for the ``crop`` and ``full`` geometries too, so that it looks like the slices those
+models learned from; `framing_warning` says so. Training is unchanged (`standardize`).
+
 The first two steps are deterministic and produce a small uint8 tensor, so training
 decodes each file once and keeps those tensors in memory; augmentation then runs on
 tensors and is cheap next to the model's forward and backward passes.
@@ -94,34 +99,54 @@ def body_box(image: Image.Image) -> tuple[int, int, int, int]:
             min(height, top + box_h + pad_y))
 
 
+def body_span(image: Image.Image, box: tuple[int, int, int, int]) -> tuple[float, float]:
+    """The share of the slice's width and height that `box` (from `body_box`) spans."""
+    left, top, right, bottom = box
+    return (right - left) / image.width, (bottom - top) / image.height
+
+
 def model_region(image: Image.Image, prep: Preprocessing) -> tuple[int, int, int, int]:
-    """The part of the slice the geometry passes on: the body for ``body``, the whole slice otherwise."""
-    return body_box(image) if prep.geometry == "body" else (0, 0, *image.size)
+    """The part of the slice the model is shown at inference, as (left, top, right, bottom).
+
+    The body's box for the ``body`` geometry, and for the others when the slice is framed more loosely than the
+    training slices (the body spans under `MIN_BODY_SPAN` of its width or height); the whole slice otherwise.
+    """
+    box = body_box(image)
+    if prep.geometry == "body" or min(body_span(image, box)) < MIN_BODY_SPAN:
+        return box
+    return 0, 0, *image.size
 
 
 def framing_warning(image: Image.Image, prep: Preprocessing) -> str | None:
-    """Advice when a model that sees the whole slice gets one framed more loosely than its training slices.
+    """What the user should know when a model that sees the whole slice gets one framed more loosely than its
+    training slices: the slice was cropped to the body before analysis (`model_region`).
 
-    A model with the ``body`` geometry crops to the body itself and never needs it.
+    A model with the ``body`` geometry crops every slice to the body and never needs it.
     """
     if prep.geometry == "body":
         return None
-    left, top, right, bottom = body_box(image)
-    width, height = (right - left) / image.width, (bottom - top) / image.height
+    width, height = body_span(image, body_box(image))
     if min(width, height) >= MIN_BODY_SPAN:
         return None
-    return (f"The body spans only {width:.0%} of this slice's width and {height:.0%} of its height; the model learned "
-            "from slices cropped close to the body, and a wider margin can change its answer. Crop the image to the "
-            "body and analyse it again for a more reliable result.")
+    return (f"The body spans only {width:.0%} of this slice's width and {height:.0%} of its height, more loosely "
+            "than the slices the model learned from, which are cropped close to the body. It was analysed cropped "
+            "to the body, as the heatmap shows; check that the crop holds the whole chest.")
 
 
-def standardize(image: Image.Image, prep: Preprocessing) -> torch.Tensor:
+def standardize(image: Image.Image, prep: Preprocessing, region: tuple[int, int, int, int] | None = None
+                ) -> torch.Tensor:
     """Greyscale PIL image -> uint8 tensor (1, H, W): short side `prep.resize_size` for
-    the ``crop`` geometry, exactly `input_size` square for ``full`` and ``body``."""
+    the ``crop`` geometry, exactly `input_size` square for ``full`` and ``body``.
+
+    `region` is cropped first. Left out, as in training, it is the body's box for ``body`` and the whole slice
+    otherwise; inference passes `model_region`.
+    """
     if image.mode != "L":
         raise ValueError(f"expected a greyscale 'L' image from lungscan.imaging, got mode {image.mode!r}")
-    if prep.geometry == "body":
-        image = image.crop(body_box(image))
+    if region is None and prep.geometry == "body":
+        region = body_box(image)
+    if region is not None and region != (0, 0, *image.size):
+        image = image.crop(region)
     tensor = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True))[None]
     if prep.geometry in ("full", "body"):
         return F.resize(tensor, [prep.input_size, prep.input_size], antialias=True)
@@ -161,8 +186,8 @@ def eval_transform(prep: Preprocessing) -> v2.Compose:
 
 
 def model_view(image: Image.Image, prep: Preprocessing) -> Image.Image:
-    """The exact greyscale image the model sees, for overlays and reports."""
-    crop = F.center_crop(standardize(image, prep), [prep.input_size])
+    """The exact greyscale image the model sees at inference, for overlays and reports."""
+    crop = F.center_crop(standardize(image, prep, model_region(image, prep)), [prep.input_size])
     return Image.fromarray(crop[0].numpy(), mode="L")
 
 
@@ -170,8 +195,8 @@ def at_slice_aspect(view: Image.Image, image: Image.Image, prep: Preprocessing) 
     """A model view of `image` (or a heatmap over it) stretched back to the width/height of
     the region it shows, for display.
 
-    ``full`` squeezes the whole slice and ``body`` the body's box to a square; a ``crop``
-    view is returned unchanged.
+    ``full`` squeezes its `model_region` (the whole slice, or the body of a loosely framed one) and ``body`` the
+    body's box to a square; a ``crop`` view is returned unchanged.
     """
     if prep.geometry == "crop":
         return view
@@ -181,5 +206,6 @@ def at_slice_aspect(view: Image.Image, image: Image.Image, prep: Preprocessing) 
 
 
 def preprocess(image: Image.Image, prep: Preprocessing) -> torch.Tensor:
-    """Greyscale PIL image -> normalised float tensor (3, input_size, input_size)."""
-    return eval_transform(prep)(standardize(image, prep))
+    """Greyscale PIL image -> normalised float tensor (3, input_size, input_size), as the model sees it at
+    inference (cropped to `model_region`)."""
+    return eval_transform(prep)(standardize(image, prep, model_region(image, prep)))

@@ -86,8 +86,8 @@ counter the shortcuts that were found, but they are worth knowing:
   around it, and a clinic's own screenshots may be framed any way. A model that sees the whole slice
   squeezed to a square can learn the framing; models with the *body* geometry crop every slice to the
   patient's body first. Each evaluation report's *framing* probe shows how predictions change when every
-  slice gets a black margin, and the Scan page advises cropping a slice framed more loosely than the
-  training slices.
+  slice gets a black margin. A slice framed more loosely than the training slices is analysed cropped to
+  the body, for every model, and the result says so.
 - **Four files named `.png` are really JPEGs.** LungScan reads every file by content, not by extension.
 - Grad-CAM heatmaps that light up the image border, text or background rather than the lungs are a sign
   that a model found another shortcut; the Model comparison page shows them for every model.

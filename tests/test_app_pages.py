@@ -7,6 +7,8 @@ Each test runs `app.py` against a fresh SQLite database in a temp folder
 
 from __future__ import annotations
 
+import base64
+import json
 import sys
 import time
 from pathlib import Path
@@ -238,7 +240,7 @@ def test_blank_image_is_flagged_not_labelled(app_env):
     assert any("Input check failed" in w.value for w in at.warning)
 
 
-def test_loosely_framed_slice_gets_advice_to_crop_it(app_env):
+def test_loosely_framed_slice_is_analysed_cropped_to_the_body_with_a_note(app_env):
     import io
 
     from PIL import Image
@@ -249,10 +251,15 @@ def test_loosely_framed_slice_gets_advice_to_crop_it(app_env):
     buffer = io.BytesIO()
     loose.save(buffer, format="PNG")
     at = analyse(login("clin"), [("loose.png", buffer.getvalue(), "image/png")])
-    assert [m.label for m in at.metric] == ["Predicted class"]  # advice, not a refusal
+    assert [m.label for m in at.metric] == ["Predicted class"]  # a note, not a refusal
     [advice] = [w.value for w in at.warning if "Framed unlike the training slices" in w.value]
-    assert "Crop the image to the body" in advice
-    # The saved scan keeps the advice: on the History page and in its PDF report.
+    assert "analysed cropped to the body" in advice
+    # "What the model saw" is the body, not the slice with its wide black margin.
+    [pair] = [json.loads(c.proto.spec) for c in at.get("plotly_chart") if "What the model saw" in c.proto.spec]
+    z = pair["data"][0]["z"]  # plotly's typed-array encoding
+    seen = np.frombuffer(base64.b64decode(z["bdata"]), z["dtype"]).reshape([int(n) for n in z["shape"].split(",")])
+    assert (seen < 10).mean() < (np.asarray(tight) < 10).mean() + 0.1 < (np.asarray(loose) < 10).mean()
+    # The saved scan keeps the note: on the History page and in its PDF report.
     open_page(at, "history")
     assert [w.value for w in at.warning if "Framed unlike the training slices" in w.value] == [advice]
     [pdf_button] = [b for b in at.button if b.label == "Create PDF report"]

@@ -29,14 +29,18 @@ def test_default_is_chosen_by_validation_never_by_test(tmp_path):
     assert rows[1].split(" | ")[11] == "—"  # a report from before the framing probe
 
 
-def test_comparison_shows_how_much_framing_changes_each_model(tmp_path):
+def test_comparison_shows_how_much_framing_changes_each_model_and_how_loose_slices_were_analysed(tmp_path):
     _report(tmp_path, "efficientnet_lite0", valid=0.9, test=0.8)
+    _report(tmp_path, "resnet50", valid=0.6, test=0.7)  # a report from before the probe and the crop
     path = tmp_path / "efficientnet_lite0" / "evaluation.json"
-    path.write_text(json.dumps({**json.loads(path.read_text()), "framing": {"prediction_agreement": 0.875}}))
+    path.write_text(json.dumps({**json.loads(path.read_text()), "framing": {"prediction_agreement": 0.875},
+                                "loose_framing": {"slices": 209, "cropped": True}}))
     compare.main(["--models", str(tmp_path)])
-    header, _, row = [line for line in (tmp_path / "COMPARISON.md").read_text().splitlines() if line.startswith("|")]
+    header, _, *rows = [line for line in (tmp_path / "COMPARISON.md").read_text().splitlines() if line.startswith("|")]
     columns = [c.strip() for c in header.strip("|").split("|")]
-    assert row.strip("|").split("|")[columns.index("framing agreement")].strip() == "0.875"
+    cells = [[c.strip() for c in row.strip("|").split("|")] for row in rows]
+    assert [row[columns.index("framing agreement")] for row in cells] == ["0.875", "—"]
+    assert [row[columns.index("loose slices")] for row in cells] == ["cropped (209)", "whole"]
 
 
 def test_candidate_runs_are_ranked_by_validation_with_their_commands(tmp_path):

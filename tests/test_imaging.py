@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torchvision.transforms.v2 import functional as F
 
 from lungscan.errors import ImageError
 from lungscan.imaging import load_image
-from lungscan.transforms import (Preprocessing, at_slice_aspect, body_box, framing_warning, model_view, preprocess,
-                                 train_transform)
+from lungscan.transforms import (Preprocessing, at_slice_aspect, body_box, eval_transform, framing_warning, model_region,
+                                 model_view, preprocess, standardize, train_transform)
 
 from synthetic import ct_like
 
@@ -135,20 +136,32 @@ def test_body_geometry_crops_to_the_body_whatever_the_framing():
     prep = Preprocessing(224, geometry="body")
     tight_view, loose_view = np.asarray(model_view(tight, prep), float), np.asarray(model_view(loose, prep), float)
     full = Preprocessing(224, geometry="full")
-    full_change = np.abs(np.asarray(model_view(tight, full), float) - np.asarray(model_view(loose, full), float))
+    # What a `full` model trains on: the whole slice, margin and all.
+    full_change = np.abs(standardize(tight, full)[0].numpy().astype(float) - standardize(loose, full)[0].numpy())
     assert np.abs(tight_view - loose_view).mean() < full_change.mean() / 4
     assert at_slice_aspect(model_view(loose, prep), loose, prep).width > 224  # shown at the body's own aspect
 
 
-def test_loosely_framed_slices_get_advice_unless_the_model_crops_to_the_body():
+@pytest.mark.parametrize("geometry", ["full", "crop"])
+def test_a_loosely_framed_slice_is_analysed_cropped_to_the_body_with_a_note(geometry):
     body = ct_like(1, size=(300, 200)).crop((24, 24, 276, 176))
     tight, loose = _framed(body, (2, 2, 2, 2)), _framed(body, (70, 30, 40, 60))
-    full = Preprocessing(224, geometry="full")
-    assert framing_warning(tight, full) is None
-    advice = framing_warning(loose, full)
+    prep = Preprocessing(224, geometry=geometry)
+    assert model_region(tight, prep) == (0, 0, *tight.size) and framing_warning(tight, prep) is None
+    assert model_region(loose, prep) == body_box(loose)
+    # The model sees the loose slice much as it sees the tight one, and far from the whole loose slice.
+    tight_view, loose_view = np.asarray(model_view(tight, prep), float), np.asarray(model_view(loose, prep), float)
+    whole = F.center_crop(standardize(loose, prep), [224])[0].numpy().astype(float)
+    assert np.abs(tight_view - loose_view).mean() < np.abs(tight_view - whole).mean() / 4
+    assert torch.equal(preprocess(loose, prep), eval_transform(prep)(standardize(loose, prep, body_box(loose))))
+    note = framing_warning(loose, prep)
     # The body is 70 % of the width and 63 % of the height; its box keeps a small margin on each side.
-    assert advice is not None and "spans only 72% of this slice's width and 65% of its height" in advice
+    assert note is not None and "spans only 72% of this slice's width and 65% of its height" in note
+    assert "analysed cropped to the body" in note
     assert framing_warning(loose, Preprocessing(224, geometry="body")) is None
+    if geometry == "full":  # shown at the body's aspect, not the whole slice's
+        left, top, right, bottom = body_box(loose)
+        assert at_slice_aspect(model_view(loose, prep), loose, prep).width == round(224 * (right - left) / (bottom - top))
 
 
 def test_body_geometry_keeps_a_slice_without_a_dark_surround_whole():

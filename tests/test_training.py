@@ -182,6 +182,10 @@ def test_evaluation_report_matches_the_app_and_probes_shortcuts_and_framing(trai
     assert framing["accuracy_reframed"] == pytest.approx(sum(p == y for p, y in zip(reframed, labels)) / len(test))
     assert framing["accuracy_original"] == report["accuracy"] and 0 <= framing["prediction_agreement"] <= 1
     assert {"prediction_agreement", "same_aspect"} <= report["shortcut"].keys()
+    # The slices counted as loosely framed are those the app notes it cropped: none here, all once reframed.
+    assert report["loose_framing"]["slices"] == sum(
+        predictor.predict(load_image(s.path)).framing_warning is not None for s in test)
+    assert all(predictor.predict(reframe(load_image(s.path))).framing_warning for s in test)
 
 
 def test_reframing_centres_the_slice_on_a_black_margin():

@@ -47,11 +47,17 @@ def _framing(report: dict) -> str:
     return f"{framing['prediction_agreement']:.3f}" if framing else "—"
 
 
+def _loose(report: dict) -> str:
+    """How the report's loosely framed slices were analysed: reports from before the crop analysed them whole."""
+    loose = report.get("loose_framing")
+    return f"cropped ({loose['slices']})" if loose and loose.get("cropped") else "whole"
+
+
 def markdown_table(reports: list[dict]) -> str:
     header = ("| model | pretrained | input | epochs | valid acc | test accuracy (95% CI) | macro-F1 (95% CI) "
-              "| dedup acc (n) | macro AUC | ECE → calibrated | shortcut agreement | framing agreement | params "
-              "| size MB | CPU ms |")
-    lines = [header, "|" + "|".join(["---"] * 15) + "|"]
+              "| dedup acc (n) | macro AUC | ECE → calibrated | shortcut agreement | framing agreement | loose slices "
+              "| params | size MB | CPU ms |")
+    lines = [header, "|" + "|".join(["---"] * 16) + "|"]
     for r in sorted(reports, key=lambda r: -(r.get("valid_accuracy") or 0)):
         lines.append(
             f"| {r['display_name']} | {'ImageNet' if r['pretrained'] else 'none'} | {_input(r)} "
@@ -59,7 +65,7 @@ def markdown_table(reports: list[dict]) -> str:
             f"| {r.get('valid_accuracy') or float('nan'):.3f} | {_ci(r, 'accuracy')} | {_ci(r, 'macro_f1')} "
             f"| {r['dedup_accuracy']:.3f} ({r['dedup_n']}) | {r['roc_auc']['macro']:.3f} "
             f"| {r['ece']:.3f} → {r['ece_calibrated']:.3f} | {r['shortcut']['prediction_agreement']:.3f} "
-            f"| {_framing(r)} | {r['params'] / 1e6:.1f} M | {r['checkpoint_bytes'] / 1e6:.1f} "
+            f"| {_framing(r)} | {_loose(r)} | {r['params'] / 1e6:.1f} M | {r['checkpoint_bytes'] / 1e6:.1f} "
             f"| {r['latency_ms_p50']:.0f} |"
         )
     return "\n".join(lines)
@@ -159,7 +165,9 @@ def main(argv: list[str] | None = None) -> None:
             "default model. *dedup acc* counts only test images with no byte-identical copy in train; *shortcut "
             "agreement* is the share of test predictions unchanged when every image is re-encoded to 512x512 RGB "
             "PNG first; *framing agreement*, when every image is centred on a black margin that it fills to 80 % of "
-            "each side (— for reports from before that probe). *input*: side in pixels and geometry (`crop`: the "
+            "each side (— for reports from before that probe). *loose slices*: test slices whose body spans under 90 % "
+            "of the width or height were analysed cropped to the body (their number), as the app does now, or whole, "
+            "in reports from before the app did so. *input*: side in pixels and geometry (`crop`: the "
             "model card's Resize(256)+CenterCrop(224); `full`: the whole slice resized to a square; `body`: the "
             "slice cropped to the patient's body, then resized to a square).\n\n{table}\n\n{latency}\n").format(
                 n=reports[0]["n"], table=table, latency=latency_note(reports))

@@ -9,6 +9,10 @@ temperature (fitted on the validation split at training time), accuracy on the t
 images that are not byte-identical to any training image, a shortcut probe (every test
 image re-encoded to one size and mode), a framing probe (every image centred on a black
 margin, as a screenshot framed more loosely), size and CPU latency.
+
+Images go through `Predictor`, exactly as in the app: a slice framed more loosely than
+the training slices is cropped to the body first (`lungscan.transforms.model_region`);
+`loose_framing` counts them.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from lungscan.imaging import decode_raster, load_image, read_bytes
 from lungscan.inference import Predictor
 from lungscan.metrics import bootstrap_ci, classification_metrics, reliability, softmax
 from lungscan.registry import get_spec
+from lungscan.transforms import MIN_BODY_SPAN, body_box, body_span
 
 from .figures import save_figures
 
@@ -157,6 +162,13 @@ def evaluate(checkpoint: Path, data: Path, split: str = "test", precision: str =
         "accuracy_original": report["accuracy"],
         "accuracy_reframed": float((reframed == labels).mean()),
         "prediction_agreement": float((reframed == original_pred).mean()),
+    }
+
+    report["loose_framing"] = {
+        "description": f"slices whose body spans under {MIN_BODY_SPAN:.0%} of the width or height, cropped to the "
+                       "body before analysis",
+        "slices": int(sum(min(body_span(image, body_box(image))) < MIN_BODY_SPAN for image in images)),
+        "cropped": True,
     }
 
     report["params"] = int(sum(p.numel() for p in predictor.model.parameters()))

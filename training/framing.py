@@ -4,8 +4,8 @@
 
 For every split and class: the median share of the slice's width and height that the body's box
 (`lungscan.transforms.body_box`, which keeps a 2 % margin) spans, and how many slices are framed more loosely than
-`MIN_BODY_SPAN`, the point below which the app advises cropping. This reads images only; it uses no model and no
-prediction, so it can be run on the test split without touching model selection.
+`MIN_BODY_SPAN`, the point below which the app crops a slice to the body before analysis. This reads images only; it
+uses no model and no prediction, so it can be run on the test split without touching model selection.
 """
 
 from __future__ import annotations

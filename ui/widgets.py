@@ -38,8 +38,8 @@ def prediction_summary(
     *, label: str, confidence: float, probabilities: dict[str, float], gate_ok: bool, gate_reason: str | None, key: str,
     framing_warning: str | None = None,
 ) -> None:
-    """The answer: predicted class and calibrated probabilities, or the input gate's warning instead, and advice
-    when the slice is framed unlike the training slices."""
+    """The answer: predicted class and calibrated probabilities, or the input gate's warning instead, and a
+    note when the slice was framed unlike the training slices and so cropped to the body."""
     if gate_ok:
         st.metric(
             "Predicted class",
