@@ -203,6 +203,12 @@ def model_card_facts(evaluation: dict[str, Any]) -> dict[str, str]:
             f"temperature scaling (T = {_number(evaluation.get('temperature')):.2f})"
         ),
     }
+    loose = evaluation.get("loose_framing")
+    facts["Loosely framed slices"] = (
+        f"cropped to the body before analysis, as the app does ({loose.get('slices', '?')} of "
+        f"{evaluation.get('n', '?')} images)" if loose and loose.get("cropped")
+        else "analysed whole: this report predates the app's crop to the body, so its figures are not comparable"
+    )
     framing = evaluation.get("framing")
     if framing:
         facts["With a black margin around the slice"] = (

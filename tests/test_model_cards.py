@@ -101,11 +101,16 @@ def test_model_card_facts(models_dir):
     assert facts["Accuracy"].startswith("91.0%") and "T = 1.70" in facts["Calibration error (ECE)"]
     assert facts["Reproduce with"] == "python -m training.train --arch resnet50"
     assert "With a black margin around the slice" not in facts  # a report from before the framing probe
+    assert facts["Loosely framed slices"].startswith("analysed whole")  # and from before the app cropped them
     framed = {**model_cards.load_evaluations(models_dir).evaluations["resnet50"],
               "framing": {"fill": 0.8, "accuracy_original": 0.849, "accuracy_reframed": 0.745,
-                          "prediction_agreement": 0.784}}
-    assert model_cards.model_card_facts(framed)["With a black margin around the slice"] == (
+                          "prediction_agreement": 0.784},
+              "loose_framing": {"slices": 209, "cropped": True}}
+    facts = model_cards.model_card_facts(framed)
+    assert facts["With a black margin around the slice"] == (
         "accuracy 84.9% → 74.5%; 78.4% of predictions unchanged (slice filling 80.0% of each side)")
+    assert facts["Loosely framed slices"].startswith("cropped to the body before analysis") and "209 of" in facts[
+        "Loosely framed slices"]
 
 
 def test_model_card_says_how_a_body_model_sees_a_slice():
