@@ -31,6 +31,7 @@ tensors and is cheap next to the model's forward and backward passes.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -128,9 +129,10 @@ def framing_warning(image: Image.Image, prep: Preprocessing) -> str | None:
     width, height = body_span(image, body_box(image))
     if min(width, height) >= MIN_BODY_SPAN:
         return None
-    return (f"The body spans only {width:.0%} of this slice's width and {height:.0%} of its height, more loosely "
-            "than the slices the model learned from, which are cropped close to the body. It was analysed cropped "
-            "to the body, as the heatmap shows; check that the crop holds the whole chest.")
+    # Whole percents rounded down, so a span just under the threshold never reads as the threshold itself.
+    return (f"The body spans only {math.floor(width * 100)}% of this slice's width and {math.floor(height * 100)}% of "
+            "its height, more loosely than the slices the model learned from, which are cropped close to the body. "
+            "It was analysed cropped to the body, as the heatmap shows; check that the crop holds the whole chest.")
 
 
 def standardize(image: Image.Image, prep: Preprocessing, region: tuple[int, int, int, int] | None = None
