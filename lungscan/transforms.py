@@ -100,10 +100,12 @@ def body_box(image: Image.Image) -> tuple[int, int, int, int]:
             min(height, top + box_h + pad_y))
 
 
-def body_span(image: Image.Image, box: tuple[int, int, int, int]) -> tuple[float, float]:
-    """The share of the slice's width and height that `box` (from `body_box`) spans."""
+def loose_span(image: Image.Image, box: tuple[int, int, int, int]) -> tuple[float, float] | None:
+    """The share of the slice's width and height that the body's `box` (from `body_box`) spans, when the slice is
+    framed more loosely than the training slices (under `MIN_BODY_SPAN` of either); None otherwise."""
     left, top, right, bottom = box
-    return (right - left) / image.width, (bottom - top) / image.height
+    span = (right - left) / image.width, (bottom - top) / image.height
+    return span if min(span) < MIN_BODY_SPAN else None
 
 
 def model_region(image: Image.Image, prep: Preprocessing) -> tuple[int, int, int, int]:
@@ -113,7 +115,7 @@ def model_region(image: Image.Image, prep: Preprocessing) -> tuple[int, int, int
     training slices (the body spans under `MIN_BODY_SPAN` of its width or height); the whole slice otherwise.
     """
     box = body_box(image)
-    if prep.geometry == "body" or min(body_span(image, box)) < MIN_BODY_SPAN:
+    if prep.geometry == "body" or loose_span(image, box):
         return box
     return 0, 0, *image.size
 
@@ -126,9 +128,10 @@ def framing_warning(image: Image.Image, prep: Preprocessing) -> str | None:
     """
     if prep.geometry == "body":
         return None
-    width, height = body_span(image, body_box(image))
-    if min(width, height) >= MIN_BODY_SPAN:
+    span = loose_span(image, body_box(image))
+    if span is None:
         return None
+    width, height = span
     # Whole percents rounded down, so a span just under the threshold never reads as the threshold itself.
     return (f"The body spans only {math.floor(width * 100)}% of this slice's width and {math.floor(height * 100)}% of "
             "its height, more loosely than the slices the model learned from, which are cropped close to the body. "

@@ -38,7 +38,7 @@ from lungscan.imaging import decode_raster, load_image, read_bytes
 from lungscan.inference import Predictor
 from lungscan.metrics import bootstrap_ci, classification_metrics, reliability, softmax
 from lungscan.registry import get_spec
-from lungscan.transforms import MIN_BODY_SPAN, body_box, body_span
+from lungscan.transforms import MIN_BODY_SPAN, body_box, loose_span
 
 from .figures import save_figures
 
@@ -167,7 +167,7 @@ def evaluate(checkpoint: Path, data: Path, split: str = "test", precision: str =
     report["loose_framing"] = {
         "description": f"slices whose body spans under {MIN_BODY_SPAN:.0%} of the width or height, cropped to the "
                        "body before analysis",
-        "slices": int(sum(min(body_span(image, body_box(image))) < MIN_BODY_SPAN for image in images)),
+        "slices": sum(loose_span(image, body_box(image)) is not None for image in images),
         "cropped": True,
     }
 
