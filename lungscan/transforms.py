@@ -19,10 +19,10 @@ Three geometries, recorded in every checkpoint:
   (`python -m training.framing`), and a clinic's own screenshots are framed any way at
   all. Cropping to the body makes the model's input independent of that framing.
 
-At inference (the app, the CLI, the evaluation; `preprocess` and `model_view`), a slice
-framed more loosely than the training slices (`MIN_BODY_SPAN`) is first cropped to the
-body for the ``crop`` and ``full`` geometries too, so that it looks like the slices those
-models learned from; `framing_warning` says so. Training is unchanged (`standardize`).
+For the ``crop`` and ``full`` geometries too, a slice framed more loosely than most
+training slices (the body under `MIN_BODY_SPAN` of its width or height) is first cropped
+to the body (`model_region`), in training, validation and at inference alike, so that it
+looks like the slices these models learn from; `framing_warning` tells the user.
 
 The first two steps are deterministic and produce a small uint8 tensor, so training
 decodes each file once and keeps those tensors in memory; augmentation then runs on
@@ -109,7 +109,7 @@ def loose_span(image: Image.Image, box: tuple[int, int, int, int]) -> tuple[floa
 
 
 def model_region(image: Image.Image, prep: Preprocessing) -> tuple[int, int, int, int]:
-    """The part of the slice the model is shown at inference, as (left, top, right, bottom).
+    """The part of the slice the model is shown, in training and at inference, as (left, top, right, bottom).
 
     The body's box for the ``body`` geometry, and for the others when the slice is framed more loosely than the
     training slices (the body spans under `MIN_BODY_SPAN` of its width or height); the whole slice otherwise.
@@ -121,7 +121,7 @@ def model_region(image: Image.Image, prep: Preprocessing) -> tuple[int, int, int
 
 
 def framing_warning(image: Image.Image, prep: Preprocessing) -> str | None:
-    """What the user should know when a model that sees the whole slice gets one framed more loosely than its
+    """What the user should know when a model that sees the whole slice gets one framed more loosely than most
     training slices: the slice was cropped to the body before analysis (`model_region`).
 
     A model with the ``body`` geometry crops every slice to the body and never needs it.
@@ -138,19 +138,13 @@ def framing_warning(image: Image.Image, prep: Preprocessing) -> str | None:
             "It was analysed cropped to the body, as the heatmap shows; check that the crop holds the whole chest.")
 
 
-def standardize(image: Image.Image, prep: Preprocessing, region: tuple[int, int, int, int] | None = None
-                ) -> torch.Tensor:
-    """Greyscale PIL image -> uint8 tensor (1, H, W): short side `prep.resize_size` for
-    the ``crop`` geometry, exactly `input_size` square for ``full`` and ``body``.
-
-    `region` is cropped first. Left out, as in training, it is the body's box for ``body`` and the whole slice
-    otherwise; inference passes `model_region`.
-    """
+def standardize(image: Image.Image, prep: Preprocessing) -> torch.Tensor:
+    """Greyscale PIL image -> its `model_region` -> uint8 tensor (1, H, W): short side `prep.resize_size` for
+    the ``crop`` geometry, exactly `input_size` square for ``full`` and ``body``."""
     if image.mode != "L":
         raise ValueError(f"expected a greyscale 'L' image from lungscan.imaging, got mode {image.mode!r}")
-    if region is None and prep.geometry == "body":
-        region = body_box(image)
-    if region is not None and region != (0, 0, *image.size):
+    region = model_region(image, prep)
+    if region != (0, 0, *image.size):
         image = image.crop(region)
     tensor = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True))[None]
     if prep.geometry in ("full", "body"):
@@ -191,8 +185,8 @@ def eval_transform(prep: Preprocessing) -> v2.Compose:
 
 
 def model_view(image: Image.Image, prep: Preprocessing) -> Image.Image:
-    """The exact greyscale image the model sees at inference, for overlays and reports."""
-    crop = F.center_crop(standardize(image, prep, model_region(image, prep)), [prep.input_size])
+    """The exact greyscale image the model sees, for overlays and reports."""
+    crop = F.center_crop(standardize(image, prep), [prep.input_size])
     return Image.fromarray(crop[0].numpy(), mode="L")
 
 
@@ -211,6 +205,5 @@ def at_slice_aspect(view: Image.Image, image: Image.Image, prep: Preprocessing) 
 
 
 def preprocess(image: Image.Image, prep: Preprocessing) -> torch.Tensor:
-    """Greyscale PIL image -> normalised float tensor (3, input_size, input_size), as the model sees it at
-    inference (cropped to `model_region`)."""
-    return eval_transform(prep)(standardize(image, prep, model_region(image, prep)))
+    """Greyscale PIL image -> normalised float tensor (3, input_size, input_size)."""
+    return eval_transform(prep)(standardize(image, prep))

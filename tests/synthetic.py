@@ -12,6 +12,17 @@ from lungscan.classes import CLASS_NAMES
 REAL_DATASET = Path(__file__).resolve().parents[2] / "shared" / "data" / "chest-ct"
 
 
+#: The body ellipse's box, as shares of the slice's width and height: the body nearly fills the slice, as in the
+#: real training slices (where the body's box spans a median 98-100 % of each side).
+BODY = (0.02, 0.03, 0.98, 0.97)
+
+
+def body_extent(size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The pixel box of `ct_like`'s body ellipse in a slice of `size`."""
+    w, h = size
+    return round(BODY[0] * w), round(BODY[1] * h), round(BODY[2] * w), round(BODY[3] * h)
+
+
 def ct_like(label: int, seed: int = 0, size: tuple[int, int] = (300, 240)) -> Image.Image:
     """A greyscale 'slice': grey body ellipse, two dark lungs, and a class-specific bright nodule.
 
@@ -22,7 +33,7 @@ def ct_like(label: int, seed: int = 0, size: tuple[int, int] = (300, 240)) -> Im
     w, h = size
     image = Image.new("L", size, 0)
     draw = ImageDraw.Draw(image)
-    draw.ellipse((0.08 * w, 0.12 * h, 0.92 * w, 0.88 * h), fill=150)
+    draw.ellipse((BODY[0] * w, BODY[1] * h, BODY[2] * w, BODY[3] * h), fill=150)
     draw.ellipse((0.18 * w, 0.22 * h, 0.46 * w, 0.78 * h), fill=25)
     draw.ellipse((0.54 * w, 0.22 * h, 0.82 * w, 0.78 * h), fill=25)
     if CLASS_NAMES[label] != "normal":

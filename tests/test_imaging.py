@@ -13,7 +13,7 @@ from lungscan.imaging import load_image
 from lungscan.transforms import (Preprocessing, at_slice_aspect, body_box, eval_transform, framing_warning, model_region,
                                  model_view, preprocess, standardize, train_transform)
 
-from synthetic import ct_like
+from synthetic import body_extent, ct_like
 
 
 def _encode(image: Image.Image, fmt: str) -> bytes:
@@ -127,8 +127,15 @@ def _framed(body: Image.Image, margin: tuple[int, int, int, int]) -> Image.Image
     return Image.fromarray(pixels, "L")
 
 
+def _whole_view(image: Image.Image, prep: Preprocessing) -> np.ndarray:
+    """What a model with the `crop` or `full` geometry would see of the whole slice, margin and all."""
+    tensor = torch.from_numpy(np.array(image, dtype=np.uint8))[None]
+    size = [prep.input_size] * 2 if prep.geometry == "full" else [prep.resize_size]
+    return F.center_crop(F.resize(tensor, size, antialias=True), [prep.input_size])[0].numpy().astype(float)
+
+
 def test_body_geometry_crops_to_the_body_whatever_the_framing():
-    body = ct_like(1, size=(300, 200)).crop((24, 24, 276, 176))  # the ellipse filling its box, as in training slices
+    body = ct_like(1, size=(300, 200)).crop(body_extent((300, 200)))  # the ellipse filling its box, as in training slices
     tight, loose = _framed(body, (2, 2, 2, 2)), _framed(body, (70, 30, 40, 60))
     left, top, right, bottom = body_box(loose)
     assert abs(left - 70) <= 8 and abs(top - 30) <= 8  # the body, plus a small margin
@@ -136,27 +143,27 @@ def test_body_geometry_crops_to_the_body_whatever_the_framing():
     prep = Preprocessing(224, geometry="body")
     tight_view, loose_view = np.asarray(model_view(tight, prep), float), np.asarray(model_view(loose, prep), float)
     full = Preprocessing(224, geometry="full")
-    # What a `full` model trains on: the whole slice, margin and all.
-    full_change = np.abs(standardize(tight, full)[0].numpy().astype(float) - standardize(loose, full)[0].numpy())
+    full_change = np.abs(_whole_view(tight, full) - _whole_view(loose, full))
     assert np.abs(tight_view - loose_view).mean() < full_change.mean() / 4
     assert at_slice_aspect(model_view(loose, prep), loose, prep).width > 224  # shown at the body's own aspect
 
 
 @pytest.mark.parametrize("geometry", ["full", "crop"])
 def test_a_loosely_framed_slice_is_analysed_cropped_to_the_body_with_a_note(geometry):
-    body = ct_like(1, size=(300, 200)).crop((24, 24, 276, 176))
+    body = ct_like(1, size=(300, 200)).crop(body_extent((300, 200)))
     tight, loose = _framed(body, (2, 2, 2, 2)), _framed(body, (70, 30, 40, 60))
     prep = Preprocessing(224, geometry=geometry)
     assert model_region(tight, prep) == (0, 0, *tight.size) and framing_warning(tight, prep) is None
     assert model_region(loose, prep) == body_box(loose)
     # The model sees the loose slice much as it sees the tight one, and far from the whole loose slice.
     tight_view, loose_view = np.asarray(model_view(tight, prep), float), np.asarray(model_view(loose, prep), float)
-    whole = F.center_crop(standardize(loose, prep), [224])[0].numpy().astype(float)
-    assert np.abs(tight_view - loose_view).mean() < np.abs(tight_view - whole).mean() / 4
-    assert torch.equal(preprocess(loose, prep), eval_transform(prep)(standardize(loose, prep, body_box(loose))))
+    assert np.abs(tight_view - loose_view).mean() < np.abs(tight_view - _whole_view(loose, prep)).mean() / 4
+    # Training, validation and the app share `standardize`: the slice is the same as one cropped to the body by hand.
+    assert torch.equal(standardize(loose, prep), standardize(loose.crop(body_box(loose)), prep))
+    assert torch.equal(preprocess(loose, prep), eval_transform(prep)(standardize(loose.crop(body_box(loose)), prep)))
     note = framing_warning(loose, prep)
-    # The body is 70 % of the width and 63 % of the height; its box keeps a small margin on each side.
-    assert note is not None and "spans only 72% of this slice's width and 65% of its height" in note
+    # The body is 288 of 398 px wide (72 %) and 188 of 278 px high (68 %); its box keeps a 2 % margin on each side.
+    assert note is not None and "spans only 75% of this slice's width and 70% of its height" in note
     assert "analysed cropped to the body" in note
     assert framing_warning(loose, Preprocessing(224, geometry="body")) is None
     if geometry == "full":  # shown at the body's aspect, not the whole slice's
@@ -191,10 +198,12 @@ def test_framing_table_counts_the_loosely_framed_slices_of_each_split_and_class(
     from synthetic import make_dataset
     from training.framing import framing_table
 
-    make_dataset(tmp_path, per_class=2)  # synthetic slices have a black margin round the body
-    body = ct_like(3, size=(300, 200)).crop((24, 24, 276, 176))
-    _framed(body, (2, 2, 2, 2)).save(tmp_path / "train" / "normal" / "tight.png")
+    make_dataset(tmp_path, per_class=2)  # synthetic slices are framed tightly, as the real training slices
+    body = ct_like(3, size=(300, 200)).crop(body_extent((300, 200)))
+    _framed(body, (70, 30, 40, 60)).save(tmp_path / "train" / "normal" / "loose.png")
+    _framed(body, (10, 60, 10, 60)).save(tmp_path / "test" / "adenocarcinoma" / "loose.png")  # loose in height only
     rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in framing_table(tmp_path).splitlines()[2:]]
     assert len(rows) == 12
     counts = {(split, name): (files, loose) for split, name, files, _, _, loose in rows}
-    assert counts[("train", "normal")] == ("3", "2") and counts[("test", "adenocarcinoma")] == ("2", "2")
+    assert counts.pop(("train", "normal")) == ("3", "1") and counts.pop(("test", "adenocarcinoma")) == ("3", "1")
+    assert set(counts.values()) == {("2", "0")}

@@ -292,8 +292,11 @@ def test_cli_predicts_every_file_and_reports_bad_ones(trained, dataset, tmp_path
     good = sorted((dataset / "test" / "normal").glob("*.png"))[0]
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    loose = tmp_path / "loose.png"
+    reframe(load_image(good)).save(loose)  # the same slice with a wide black margin around it
     result = subprocess.run(
-        [sys.executable, "-m", "lungscan", "predict", "--model", str(checkpoint), str(bad), str(good), "--json"],
+        [sys.executable, "-m", "lungscan", "predict", "--model", str(checkpoint), str(bad), str(good), str(loose),
+         "--json"],
         capture_output=True, text=True, cwd=PROJECT, timeout=300,
     )
     lines = [json.loads(line) for line in result.stdout.splitlines()]
@@ -302,8 +305,9 @@ def test_cli_predicts_every_file_and_reports_bad_ones(trained, dataset, tmp_path
     assert lines[1]["file"] == str(good) and lines[1]["label"] in CLASS_NAMES
     assert set(lines[1]["probabilities"]) == set(CLASS_NAMES)
     assert sum(lines[1]["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
-    # The synthetic slice has a black margin around the body that training slices of the real data lack.
-    assert "spans only" in lines[1]["framing_warning"]
+    # A slice framed like the training slices gets no note; the loosely framed copy is analysed cropped to the body.
+    assert lines[1]["framing_warning"] is None
+    assert lines[2]["file"] == str(loose) and "analysed cropped to the body" in lines[2]["framing_warning"]
 
 
 def test_cli_without_any_model_explains_how_to_get_one(tmp_path):
