@@ -100,11 +100,16 @@ def body_box(image: Image.Image) -> tuple[int, int, int, int]:
             min(height, top + box_h + pad_y))
 
 
-def loose_span(image: Image.Image, box: tuple[int, int, int, int]) -> tuple[float, float] | None:
-    """The share of the slice's width and height that the body's `box` (from `body_box`) spans, when the slice is
-    framed more loosely than the training slices (under `MIN_BODY_SPAN` of either); None otherwise."""
+def body_span(image: Image.Image, box: tuple[int, int, int, int]) -> tuple[float, float]:
+    """The share of the slice's width and height that the body's `box` (from `body_box`) spans."""
     left, top, right, bottom = box
-    span = (right - left) / image.width, (bottom - top) / image.height
+    return (right - left) / image.width, (bottom - top) / image.height
+
+
+def loose_span(image: Image.Image, box: tuple[int, int, int, int]) -> tuple[float, float] | None:
+    """`body_span` when the slice is framed more loosely than the training slices (under `MIN_BODY_SPAN` of its width
+    or height); None otherwise."""
+    span = body_span(image, box)
     return span if min(span) < MIN_BODY_SPAN else None
 
 

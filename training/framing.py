@@ -18,14 +18,13 @@ import numpy as np
 from lungscan.classes import CLASS_NAMES
 from lungscan.data import list_samples
 from lungscan.imaging import load_image
-from lungscan.transforms import MIN_BODY_SPAN, body_box
+from lungscan.transforms import MIN_BODY_SPAN, body_box, body_span
 
 
 def spans(path: Path) -> tuple[float, float]:
     """The share of the slice's width and height that the body's box spans."""
     image = load_image(path)
-    left, top, right, bottom = body_box(image)
-    return (right - left) / image.width, (bottom - top) / image.height
+    return body_span(image, body_box(image))
 
 
 def framing_table(data: Path, splits: tuple[str, ...] = ("train", "valid", "test")) -> str:

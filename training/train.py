@@ -66,7 +66,7 @@ class TrainConfig:
     device: str = "auto"
     max_train_samples: int | None = None  # for quick smoke runs and tests
     input_size: int | None = None  # default: the architecture's (224)
-    geometry: str = "crop"  # crop: the model card's Resize+CenterCrop | full: the whole slice | body: cropped to it
+    geometry: str = "crop"  # crop: the card's Resize+CenterCrop | full: the whole slice | body: the body only
     augment: str = "card"  # card: the model card's augmentation | trivial: crop, flip and TrivialAugmentWide
     optimizer: str = "adam"  # adam (the card's) | adamw (decoupled weight decay)
     schedule: str = "constant"  # constant (the card's) | cosine (one warm-up epoch, then cosine decay to 0)
@@ -355,7 +355,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
     p.add_argument("--input-size", type=int, default=None, help="square input side (default: the architecture's)")
     p.add_argument("--geometry", choices=GEOMETRIES, default="crop",
                    help="crop: the model card's Resize+CenterCrop; full: the whole slice resized to a square; "
-                        "body: the slice cropped to the patient's body, then resized to a square")
+                        "body: the slice cropped to the patient's body, then resized to a square (crop and full "
+                        "also crop a loosely framed slice to the body first)")
     p.add_argument("--augment", choices=AUGMENTATIONS, default="card",
                    help="card: the model card's augmentation; trivial: crop, flip and TrivialAugmentWide")
     p.add_argument("--optimizer", choices=("adam", "adamw"), default="adam")
