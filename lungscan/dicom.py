@@ -2,7 +2,10 @@
 
 `read_dicom` turns DICOM bytes into Hounsfield units (Rescale Slope/Intercept or a
 Modality LUT applied) and renders them through a named or custom window; the
-result keeps only technical metadata, never the dataset itself. `anonymize_dicom`
+result keeps only technical metadata, never the dataset itself. The rendering the
+model analyses shows the air around the patient black, as in the CT screenshots the
+models learned from (see `model_rendering`); `DicomSlice.render` is the plain window
+for display. `anonymize_dicom`
 rewrites a file keeping an allow-list of technical attributes, blanks the
 identifying ones the CT object requires, replaces the UIDs and drops everything
 else (private tags, sequences, overlays, free text), in the spirit of the DICOM
@@ -21,6 +24,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
 import numpy as np
 import pydicom
 from PIL import Image
@@ -44,6 +48,13 @@ DEFAULT_WINDOW = "lung"
 
 Window = str | tuple[float, float]
 
+#: Below this many Hounsfield units a pixel is air (about -1000 HU) or the scanner's padding outside its field of
+#: view, not tissue: fat is about -100 HU and aerated lung -900 to -500 HU, but the lungs lie inside the body.
+AIR_HU = -500.0
+#: Share of the slice's border the body may touch (arms, a large patient) for the slice still to count as showing
+#: the whole body inside air; see `surrounding_air`.
+MAX_EDGE_CONTACT = 0.25
+
 # pydicom raises a variety of exceptions for malformed files (found by fuzzing truncated,
 # bit-flipped and random files); these are the ones we turn into a DicomError.
 _PARSE_ERRORS = (
@@ -66,6 +77,7 @@ class DicomSlice:
     """One decoded slice: Hounsfield units, a rendering and non-identifying metadata."""
 
     hu: np.ndarray
+    #: What the model analyses: the window below with the air around the patient black (`model_rendering`).
     image: Image.Image
     window: tuple[float, float]
     #: True for MONOCHROME1, where low values are displayed bright.
@@ -100,6 +112,44 @@ def _render(hu: np.ndarray, window: tuple[float, float], *, inverted: bool) -> I
     pixels = np.rint(scaled).astype(np.uint8)
     if inverted:
         pixels = 255 - pixels
+    return Image.fromarray(pixels, mode="L")
+
+
+def surrounding_air(hu: np.ndarray) -> np.ndarray:
+    """Boolean mask of the air around the patient: pixels under `AIR_HU` connected to the slice's edge.
+
+    Air inside the body (lungs, airways) is enclosed by tissue and is not part of it; nor is a table or anything
+    else denser than air. When the body reaches more than `MAX_EDGE_CONTACT` of the slice's border, the slice was
+    reconstructed or cut through the body (a zoomed field of view) and a lung may touch the edge too: then nothing
+    is marked, since such a slice is framed close to the body already.
+    """
+    tissue = (hu >= AIR_HU).astype(np.uint8)
+    side = max(3, round(min(hu.shape) / 100) | 1)  # detaches a table or thin lines, as `body_box` does
+    tissue = cv2.morphologyEx(tissue, cv2.MORPH_OPEN, np.ones((side, side), np.uint8))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(tissue, connectivity=8)
+    if count > 1:
+        body = labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+        border = np.concatenate([body[0], body[-1], body[1:-1, 0], body[1:-1, -1]])
+        if border.mean() > MAX_EDGE_CONTACT:
+            return np.zeros(hu.shape, dtype=bool)
+    _, labels = cv2.connectedComponents((hu < AIR_HU).astype(np.uint8), connectivity=4)
+    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    return np.isin(labels, edge[edge != 0])
+
+
+def model_rendering(hu: np.ndarray, window: tuple[float, float]) -> Image.Image:
+    """The slice as the models expect it: through `window`, with the air around the patient black.
+
+    The models learned from CT screenshots in which the surround is black (grey level 0) and the patient's body is
+    the bright region that `lungscan.transforms.body_box` finds. Through the lung window air is grey (about 60 of
+    255), and in a full field of view the body spans far less of the slice than in those screenshots. On validation
+    slices written as DICOM in a field of view, the default model's accuracy was 0.274 through the lung window
+    alone and 0.919 with the surround black, against 0.952 on the screenshots (`python -m training.dicom_probe`):
+    blacking the surround lets the body be found and the slice be cropped as any loosely framed upload is. The
+    polarity is always air-dark, whatever the file's photometric interpretation: that is what the models saw.
+    """
+    pixels = np.array(_render(hu, window, inverted=False))
+    pixels[surrounding_air(hu)] = 0
     return Image.fromarray(pixels, mode="L")
 
 
@@ -184,9 +234,9 @@ def technical_metadata(ds: Dataset) -> dict[str, Any]:
 
 
 def read_dicom(data: bytes, *, window: Window = DEFAULT_WINDOW, frame: int | None = None) -> DicomSlice:
-    """Decode a single-slice DICOM into Hounsfield units and an 8-bit rendering.
+    """Decode a single-slice DICOM into Hounsfield units and the 8-bit rendering the model analyses.
 
-    `window` is a preset name from WINDOWS or a custom (width, level). For a
+    `window` is a preset name from WINDOWS or a custom (width, level) for that rendering. For a
     multi-frame file, `frame` (0-based) must name the slice. Raises DicomError with a
     message fit for the user.
     """
@@ -233,7 +283,7 @@ def read_dicom(data: bytes, *, window: Window = DEFAULT_WINDOW, frame: int | Non
         metadata["frame"] = index
     return DicomSlice(
         hu=hu,
-        image=_render(hu, resolved_window, inverted=inverted),
+        image=model_rendering(hu, resolved_window),
         window=resolved_window,
         inverted=inverted,
         metadata=metadata,

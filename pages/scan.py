@@ -239,7 +239,10 @@ with right:
                 st.image(dicom_slice.render((custom_width, custom_level)), caption="Custom window")
             except DicomError as exc:
                 st.error(str(exc))
-        st.caption("The model analyses the lung-window rendering; identifying DICOM tags are never stored.")
+        st.caption(
+            "The model analyses the lung-window rendering with the air around the patient black, as in the slices it "
+            "learned from; identifying DICOM tags are never stored."
+        )
 
 heatmap_panel(
     Path(chosen["checkpoint"]),

@@ -410,6 +410,14 @@ def test_dicom_upload_shows_window_presets_and_stores_no_identifiers(app_env):
             assert value.encode() not in stored, value
 
 
+def test_dicom_slice_in_its_field_of_view_is_analysed_cropped_to_the_body(app_env):
+    from test_dicom import phantom_dicom
+
+    at = analyse(login("clin"), [("chest.dcm", phantom_dicom(), "application/dicom")])
+    [advice] = [w.value for w in at.warning if "Framed unlike the training slices" in w.value]
+    assert "analysed cropped to the body" in advice
+
+
 def test_first_run_creates_admin_with_a_generated_password_shown_once(tmp_path, monkeypatch, models_dir, caplog):
     monkeypatch.setenv("LUNGSCAN_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("LUNGSCAN_MODELS_DIR", str(models_dir))

@@ -2,11 +2,13 @@
 
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 from pydicom import dcmread
+from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.pixels import get_decoder
@@ -24,6 +26,7 @@ from pydicom.uid import (
 from lungscan import dicom
 from lungscan.errors import DicomError, ImageError
 from lungscan.imaging import load_image
+from lungscan.transforms import Preprocessing, body_box, body_span, framing_warning, model_region
 
 IDENTIFYING = {
     "PatientName": "Doe^Johnathan",
@@ -50,6 +53,36 @@ def hu_pattern(rows: int = 64, cols: int = 64) -> np.ndarray:
     hu[:, cols // 2: 3 * cols // 4] = 60
     hu[:, 3 * cols // 4:] = 1200
     return hu
+
+
+#: The phantom's body: an ellipse centred in the slice with these half-axes (shares of the side).
+PHANTOM_BODY = (0.32, 0.24)
+
+
+def chest_phantom(size: int = 256) -> np.ndarray:
+    """Hounsfield units of an axial chest slice in a full field of view, as a CT reconstruction frames it.
+
+    The scanner's padding outside the circular field of view, air around the patient, an elliptical body (fat over
+    muscle, spanning 64 % of the width and 48 % of the height) holding two aerated lungs with vessels in them and a
+    spine, and a table under the body.
+    """
+    rows, cols = np.mgrid[:size, :size] / size
+    hu = np.full((size, size), -1000.0)
+    hu[(rows - 0.5) ** 2 + (cols - 0.5) ** 2 > 0.25] = -3024.0
+    half_w, half_h = PHANTOM_BODY
+    hu[((cols - 0.5) / half_w) ** 2 + ((rows - 0.5) / half_h) ** 2 <= 1] = -100.0
+    hu[((cols - 0.5) / (half_w - 0.03)) ** 2 + ((rows - 0.5) / (half_h - 0.03)) ** 2 <= 1] = 40.0
+    for centre in (0.38, 0.62):
+        lung = ((cols - centre) / 0.09) ** 2 + ((rows - 0.48) / 0.15) ** 2 <= 1
+        hu[lung] = -850.0
+        hu[lung & (np.rint(rows * size) % 9 < 2) & (np.rint(cols * size) % 11 < 2)] = 40.0  # vessels
+    hu[(rows - 0.68) ** 2 + (cols - 0.5) ** 2 <= 0.03**2] = 700.0
+    hu[(rows >= 0.5 + half_h + 0.02) & (rows < 0.5 + half_h + 0.035) & (abs(cols - 0.5) < 0.3)] = 150.0
+    return hu
+
+
+def phantom_dicom(size: int = 256) -> bytes:
+    return make_dicom(np.rint(chest_phantom(size) + 1024).astype(np.int16), identifying=False)
 
 
 def make_dicom(
@@ -153,12 +186,49 @@ def test_window_argument_sets_the_main_image_and_bad_windows_are_refused():
         dicom.read_dicom(data, window=(0, 40))
 
 
-def test_monochrome1_is_displayed_inverted():
+def test_monochrome1_is_displayed_inverted_but_analysed_air_dark():
     normal = dicom.read_dicom(make_dicom(photometric="MONOCHROME2"))
     inverted = dicom.read_dicom(make_dicom(photometric="MONOCHROME1"))
     np.testing.assert_array_equal(inverted.hu, normal.hu)  # the values are the same ...
-    np.testing.assert_array_equal(np.asarray(inverted.image), 255 - np.asarray(normal.image))  # ... the display not
-    assert inverted.inverted and np.asarray(inverted.image)[0, 63] == 0
+    np.testing.assert_array_equal(np.asarray(inverted.render("lung")), 255 - np.asarray(normal.render("lung")))
+    assert inverted.inverted and np.asarray(inverted.render("lung"))[0, 63] == 0  # ... the display not
+    # The model learned from slices with dark air and bright bone, whatever the file's display convention.
+    np.testing.assert_array_equal(np.asarray(inverted.image), np.asarray(normal.image))
+    assert np.asarray(inverted.image)[0, 63] == 255
+
+
+def test_the_model_sees_the_air_around_the_patient_black_and_everything_else_as_through_the_window():
+    hu = chest_phantom()
+    slice_ = dicom.read_dicom(phantom_dicom())
+    image, lung_window = np.asarray(slice_.image), np.asarray(slice_.render("lung"))
+    around = hu <= -1000  # the air around the patient and the padding outside the field of view
+    assert set(np.unique(lung_window[around])) == {0, 60}  # the lung window shows air (-1000 HU) grey ...
+    assert (image[around] == 0).all()  # ... the model sees it black, like the surround of its training slices
+    np.testing.assert_array_equal(image[~around], lung_window[~around])  # the lungs, the body and the table unchanged
+    assert (image[hu == -850] == 85).all()  # aerated lung is inside the body, not surrounding air
+
+
+def test_a_dicom_slice_in_its_field_of_view_is_cropped_to_the_body_like_a_loosely_framed_upload():
+    slice_ = dicom.read_dicom(phantom_dicom())
+    size = slice_.image.width
+    left, top, right, bottom = body_box(slice_.image)
+    half_w, half_h = PHANTOM_BODY
+    assert abs(left - (0.5 - half_w) * size) < 0.05 * size and abs(right - (0.5 + half_w) * size) < 0.05 * size
+    assert abs(top - (0.5 - half_h) * size) < 0.05 * size and abs(bottom - (0.5 + half_h) * size) < 0.05 * size
+    assert model_region(slice_.image, Preprocessing(geometry="full")) == (left, top, right, bottom)
+    assert "analysed cropped to the body" in framing_warning(slice_.image, Preprocessing(geometry="full"))
+    # Through the lung window alone, the grey air would pass for body: the slice would be analysed whole.
+    assert min(body_span(slice_.image, body_box(slice_.render("lung")))) > 0.95
+
+
+def test_a_real_ct_slice_cut_through_the_body_keeps_its_lungs():
+    # pydicom's CT_small.dcm: a real CT slice, reconstructed so tightly that both lungs reach the slice's edge.
+    slice_ = dicom.read_dicom(Path(get_testdata_file("CT_small.dcm")).read_bytes())
+    lungs = slice_.hu < dicom.AIR_HU
+    assert lungs[0].any() and lungs[:, 0].any()  # air at the edge, yet not air around the patient
+    assert not dicom.surrounding_air(slice_.hu).any()
+    np.testing.assert_array_equal(np.asarray(slice_.image), np.asarray(slice_.render("lung")))
+    assert (np.asarray(slice_.image)[lungs] > 40).all()
 
 
 def test_metadata_is_technical_only():
