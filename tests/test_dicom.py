@@ -297,6 +297,32 @@ def test_jpeg2000_lossless_is_decoded_exactly():
     assert result.metadata["transfer_syntax"] == "JPEG 2000 Image Compression (Lossless Only)"
 
 
+@pytest.mark.parametrize("syntax", ["JPEGLosslessProcess14_1", "JPEGLosslessProcess14", "JPEGLSLossless"])
+def test_jpeg_lossless_and_jpeg_ls_as_exported_by_a_pacs_are_decoded_exactly(tmp_path, syntax):
+    import gdcm  # python-gdcm: pydicom's decoder for these; here it also encodes the file
+
+    source, compressed = tmp_path / "slice.dcm", tmp_path / "compressed.dcm"
+    source.write_bytes(phantom_dicom())
+    reader = gdcm.ImageReader()
+    reader.SetFileName(str(source))
+    assert reader.Read()
+    change = gdcm.ImageChangeTransferSyntax()
+    change.SetTransferSyntax(gdcm.TransferSyntax(getattr(gdcm.TransferSyntax, syntax)))
+    change.SetInput(reader.GetImage())
+    assert change.Change()
+    writer = gdcm.ImageWriter()
+    writer.SetFileName(str(compressed))
+    writer.SetFile(reader.GetFile())
+    writer.SetImage(change.GetOutput())
+    assert writer.Write()
+    data = compressed.read_bytes()
+    assert len(data) < len(source.read_bytes()) / 3  # really compressed
+    result = dicom.read_dicom(data)
+    assert result.metadata["transfer_syntax"].startswith("JPEG")
+    np.testing.assert_array_equal(result.hu, np.rint(chest_phantom()).astype(np.float32))
+    np.testing.assert_array_equal(np.asarray(load_image(data)), np.asarray(dicom.read_dicom(phantom_dicom()).image))
+
+
 def test_multi_frame_needs_an_explicit_frame():
     stack = np.stack([(hu_pattern() + 1024 + 100 * k).astype(np.uint16) for k in range(3)])
     data = make_dicom(stack, frames=3)
