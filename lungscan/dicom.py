@@ -5,7 +5,8 @@ Modality LUT applied) and renders them through a named or custom window; the
 result keeps only technical metadata, never the dataset itself. The rendering the
 model analyses shows the air around the patient black, as in the CT screenshots the
 models learned from (see `model_rendering`); `DicomSlice.render` is the plain window
-for display. `anonymize_dicom`
+for display. Values that are not Hounsfield units (not a CT image, e.g. a screenshot
+saved as a secondary capture) are shown and analysed as the file displays them. `anonymize_dicom`
 rewrites a file keeping an allow-list of technical attributes, blanks the
 identifying ones the CT object requires, replaces the UIDs and drops everything
 else (private tags, sequences, overlays, free text), in the spirit of the DICOM
@@ -83,9 +84,16 @@ class DicomSlice:
     #: True for MONOCHROME1, where low values are displayed bright.
     inverted: bool = False
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: False when the values are not Hounsfield units (not a CT image, e.g. a screenshot saved as a secondary
+    #: capture): `hu` then holds them as stored, `image` shows them as the file asks, and CT windows do not apply.
+    hounsfield: bool = True
 
     def render(self, window: Window = DEFAULT_WINDOW) -> Image.Image:
         """The slice as an 8-bit greyscale image through another window preset or (width, level)."""
+        if not self.hounsfield:
+            modality = self.metadata.get("modality") or "unknown"
+            raise DicomError(f"This DICOM image is not in Hounsfield units (modality {modality}), so CT windows do "
+                             "not apply to it.")
         return _render(self.hu, resolve_window(window), inverted=self.inverted)
 
 
@@ -151,6 +159,26 @@ def model_rendering(hu: np.ndarray, window: tuple[float, float]) -> Image.Image:
     pixels = np.array(_render(hu, window, inverted=False))
     pixels[surrounding_air(hu)] = 0
     return Image.fromarray(pixels, mode="L")
+
+
+def in_hounsfield_units(ds: Dataset, rescale: Dataset) -> bool:
+    """Whether the values, after the modality LUT, are Hounsfield units: a CT image, or a rescale that says so."""
+    return (str(ds.get("Modality", "")).strip().upper() == "CT"
+            or str(rescale.get("RescaleType", "")).strip().upper() == "HU")
+
+
+def stored_rendering(values: np.ndarray, ds: Dataset, *, inverted: bool) -> Image.Image:
+    """Values that are not Hounsfield units, shown as the file asks: through its own Window Center / Width; else,
+    with 8 bits or fewer, as grey levels (a screenshot saved as DICOM); else stretched over their own range."""
+    center, width = _number(ds, "WindowCenter"), _number(ds, "WindowWidth")
+    if center is not None and width is not None and width > 0:
+        window = (width, center)
+    elif int(ds.get("BitsStored", 16) or 16) <= 8 and values.min() >= 0:
+        window = (255.0, 127.5)
+    else:
+        low, high = float(values.min()), float(values.max())
+        window = (max(high - low, 1.0), (high + low) / 2)
+    return _render(values, window, inverted=inverted)
 
 
 def _parse(data: bytes) -> Dataset:
@@ -271,8 +299,9 @@ def read_dicom(data: bytes, *, window: Window = DEFAULT_WINDOW, frame: int | Non
         raise DicomError(f"The DICOM pixel data is corrupt, truncated or cannot be decoded ({exc}).") from exc
     if raw.ndim != 2:
         raise DicomError(f"Expected one greyscale slice, got pixel data of shape {raw.shape}.")
+    rescale = _rescale_dataset(ds, index)
     try:
-        hu = np.asarray(apply_modality_lut(raw, _rescale_dataset(ds, index)), dtype=np.float32)
+        hu = np.asarray(apply_modality_lut(raw, rescale), dtype=np.float32)
     except _PARSE_ERRORS as exc:
         raise DicomError(f"The DICOM rescale / modality LUT tags are invalid ({exc}).") from exc
     if not np.isfinite(hu).all():
@@ -281,12 +310,14 @@ def read_dicom(data: bytes, *, window: Window = DEFAULT_WINDOW, frame: int | Non
     metadata = technical_metadata(ds)
     if frames > 1:
         metadata["frame"] = index
+    hounsfield = in_hounsfield_units(ds, rescale)
     return DicomSlice(
         hu=hu,
-        image=model_rendering(hu, resolved_window),
+        image=model_rendering(hu, resolved_window) if hounsfield else stored_rendering(hu, ds, inverted=inverted),
         window=resolved_window,
         inverted=inverted,
         metadata=metadata,
+        hounsfield=hounsfield,
     )
 
 

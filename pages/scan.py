@@ -227,6 +227,13 @@ with right:
     dicom_slice = chosen["dicom"]
     if dicom_slice is None:
         st.image(chosen["image"], caption="Uploaded slice (greyscale)", width="stretch")
+    elif not dicom_slice.hounsfield:
+        modality = dicom_slice.metadata.get("modality") or "unknown"
+        st.image(chosen["image"], caption=f"DICOM slice as stored (modality {modality})", width="stretch")
+        st.caption(
+            "Its pixel values are not Hounsfield units (not a CT image, e.g. a screenshot saved as DICOM), so it is "
+            "analysed as its grey levels and CT windows do not apply; identifying DICOM tags are never stored."
+        )
     else:
         preset_columns = st.columns(3)
         for column, (name, title) in zip(preset_columns, (("lung", "Lung"), ("mediastinal", "Mediastinal"))):

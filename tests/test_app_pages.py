@@ -418,6 +418,22 @@ def test_dicom_slice_in_its_field_of_view_is_analysed_cropped_to_the_body(app_en
     assert "analysed cropped to the body" in advice
 
 
+def test_screenshot_saved_as_dicom_is_shown_as_stored_without_ct_windows(app_env):
+    import io
+
+    from PIL import Image
+    from test_dicom import make_dicom
+
+    grey = np.asarray(Image.open(io.BytesIO(ct_png(size=128))).convert("L"))
+    data = make_dicom(grey, slope=None, intercept=None, Modality="OT", identifying=False)
+    at = analyse(login("clin"), [("capture.dcm", data, "application/dicom")])
+    assert not at.exception and not at.error
+    captions = [img.caption for element in at.image for img in element.proto.imgs]
+    assert "DICOM slice as stored (modality OT)" in captions
+    assert not any("Lung window" in c for c in captions)
+    assert any("not Hounsfield units" in c.value for c in at.caption)
+
+
 def test_first_run_creates_admin_with_a_generated_password_shown_once(tmp_path, monkeypatch, models_dir, caplog):
     monkeypatch.setenv("LUNGSCAN_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("LUNGSCAN_MODELS_DIR", str(models_dir))

@@ -27,6 +27,7 @@ from lungscan import dicom
 from lungscan.errors import DicomError, ImageError
 from lungscan.imaging import load_image
 from lungscan.transforms import Preprocessing, body_box, body_span, framing_warning, model_region
+from test_analysis import ct_png
 
 IDENTIFYING = {
     "PatientName": "Doe^Johnathan",
@@ -127,9 +128,9 @@ def make_dicom(
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = photometric
     ds.Rows, ds.Columns = stored.shape[-2:]
-    ds.BitsAllocated = 16
-    ds.BitsStored = 16 if stored.dtype == np.uint16 else 16
-    ds.HighBit = 15
+    bits = 8 if stored.dtype == np.uint8 else 16
+    ds.BitsAllocated = ds.BitsStored = bits
+    ds.HighBit = bits - 1
     ds.PixelRepresentation = 1 if stored.dtype == np.int16 else 0
     if frames > 1:
         ds.NumberOfFrames = frames
@@ -229,6 +230,33 @@ def test_a_real_ct_slice_cut_through_the_body_keeps_its_lungs():
     assert not dicom.surrounding_air(slice_.hu).any()
     np.testing.assert_array_equal(np.asarray(slice_.image), np.asarray(slice_.render("lung")))
     assert (np.asarray(slice_.image)[lungs] > 40).all()
+
+
+def test_a_screenshot_saved_as_dicom_is_analysed_as_its_grey_levels_not_as_hounsfield_units():
+    # A secondary capture of a CT screenshot: 8-bit grey levels, no rescale, modality OT. Read as Hounsfield units
+    # through the lung window it came out nearly white (every value from 0 to 255 is above -150 HU).
+    grey = np.asarray(Image.open(io.BytesIO(ct_png(size=96))).convert("L"))
+    data = make_dicom(grey, slope=None, intercept=None, Modality="OT", identifying=False)
+    slice_ = dicom.read_dicom(data)
+    assert not slice_.hounsfield
+    np.testing.assert_array_equal(np.asarray(load_image(data)), grey)
+    with pytest.raises(DicomError, match="not in Hounsfield units"):
+        slice_.render("lung")
+    inverted = dicom.read_dicom(make_dicom(grey, slope=None, intercept=None, Modality="OT",
+                                           photometric="MONOCHROME1"))
+    np.testing.assert_array_equal(np.asarray(inverted.image), 255 - grey)  # shown as the file asks
+
+
+def test_other_images_that_are_not_in_hounsfield_units_use_their_own_window_or_range():
+    values = np.tile(np.arange(0, 4000, 4000 / 64), (64, 1)).astype(np.uint16)  # a 12-bit ramp, e.g. an MR slice
+    windowed = np.asarray(dicom.read_dicom(make_dicom(values, slope=None, intercept=None, Modality="MR",
+                                                      WindowCenter=1000, WindowWidth=2000)).image)
+    assert windowed[0, 0] == 0 and windowed[0, 32] == 255 and 120 < windowed[0, 16] < 135  # 0..2000 spans the greys
+    stretched = np.asarray(dicom.read_dicom(make_dicom(values, slope=None, intercept=None, Modality="MR")).image)
+    assert stretched[0, 0] == 0 and stretched[0, -1] == 255 and 120 < stretched[0, 32] < 135  # its own range
+    # A rescale that declares Hounsfield units counts whatever the modality says.
+    declared = dicom.read_dicom(make_dicom(Modality="OT", RescaleType="HU"))
+    assert declared.hounsfield and np.asarray(declared.render("lung"))[0, 0] == 55
 
 
 def test_metadata_is_technical_only():
