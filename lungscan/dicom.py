@@ -6,12 +6,12 @@ result keeps only technical metadata, never the dataset itself. The rendering th
 model analyses shows the air around the patient black, as in the CT screenshots the
 models learned from (see `model_rendering`); `DicomSlice.render` is the plain window
 for display. Values that are not Hounsfield units (not a CT image, e.g. a screenshot
-saved as a secondary capture) are shown and analysed as the file displays them. `anonymize_dicom`
-rewrites a file keeping an allow-list of technical attributes, blanks the
-identifying ones the CT object requires, replaces the UIDs and drops everything
-else (private tags, sequences, overlays, free text), in the spirit of the DICOM
-PS3.15 Basic Confidentiality Profile. LungScan stores only that output or a PNG
-rendering, never the uploaded file.
+saved as a secondary capture) are shown and analysed as the file displays them
+(`stored_rendering`). `anonymize_dicom` rewrites a file keeping an allow-list of
+technical attributes, blanks the identifying ones the CT object requires, replaces
+the UIDs and drops everything else (private tags, sequences, overlays, free text),
+in the spirit of the DICOM PS3.15 Basic Confidentiality Profile. LungScan stores
+only that output or a PNG rendering, never the uploaded file.
 
 Decisions: a multi-frame file is refused unless the caller names a `frame`, because
 silently picking one slice of a volume could classify a slice nobody looked at.
@@ -78,7 +78,8 @@ class DicomSlice:
     """One decoded slice: Hounsfield units, a rendering and non-identifying metadata."""
 
     hu: np.ndarray
-    #: What the model analyses: the window below with the air around the patient black (`model_rendering`).
+    #: What the model analyses: the window below with the air around the patient black (`model_rendering`), or
+    #: for values that are not Hounsfield units, the file's own display (`stored_rendering`).
     image: Image.Image
     window: tuple[float, float]
     #: True for MONOCHROME1, where low values are displayed bright.
