@@ -273,6 +273,13 @@ def read_dicom(data: bytes, *, window: Window = DEFAULT_WINDOW, frame: int | Non
     ds = _parse(data)
     if not any(keyword in ds for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         raise DicomError("The DICOM file has no image (no pixel data); it may be a report or structured document.")
+    image_type = ds.get("ImageType") or []
+    image_type = [str(value).strip().upper() for value in ([image_type] if isinstance(image_type, str) else image_type)]
+    if "LOCALIZER" in image_type:
+        raise DicomError(
+            "The DICOM image is a localizer (scout): a projection through the whole body taken to plan the scan, not "
+            "an axial slice. It is often the first file of a series; upload an axial slice of the chest instead."
+        )
     photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise DicomError(

@@ -363,6 +363,12 @@ def test_multi_frame_needs_an_explicit_frame():
         dicom.read_dicom(data, frame=3)
 
 
+def test_a_localizer_is_refused_and_an_axial_slice_of_the_same_series_is_read():
+    with pytest.raises(DicomError, match="localizer .*not an axial slice"):
+        dicom.read_dicom(make_dicom(ImageType=["ORIGINAL", "PRIMARY", "LOCALIZER"]))
+    assert dicom.read_dicom(make_dicom(ImageType=["ORIGINAL", "PRIMARY", "AXIAL"])).hounsfield
+
+
 def test_colour_dicom_is_refused():
     rgb = np.zeros((64, 64, 3), dtype=np.uint8)
     data = make_dicom(rgb, photometric="RGB", SamplesPerPixel=3, BitsAllocated=8, BitsStored=8, HighBit=7,
