@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
         labels.setdefault("screenshot", []).append(predictor.predict(Image.fromarray(grey)).label)
         lung_hu = LUNG_LOW + grey.astype(np.float32) / 255 * LUNG_WIDTH
         lung_hu[surround] = AIR
-        edge_hu = AIR + grey.astype(np.float32) * (AIR - dicom.AIR_HU) / -BODY_THRESHOLD  # grey 30 -> -500 HU
+        edge_hu = AIR + grey.astype(np.float32) * (dicom.AIR_HU - AIR) / BODY_THRESHOLD  # grey 30 -> -500 HU
         edge_hu[surround] = AIR
         for framing in untouched:
             pixels_hu = lung_hu if framing == "as filed" else in_field_of_view(lung_hu)
@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     for framing, left in untouched.items():
         print(f"- {framing}: the surrounding air was left grey in {left} of {len(samples)} slices, whose body touches "
               f"over {dicom.MAX_EDGE_CONTACT:.0%} of the border (`surrounding_air`)")
+
 
 if __name__ == "__main__":
     main()
