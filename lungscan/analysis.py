@@ -3,7 +3,7 @@
 `prepare_upload` reads one file by content (PNG, JPEG, DICOM, ...) and refuses bad
 input with an ImageError; `analyse` runs the model; `save_analysis` stores the
 image and the row together. What is stored is always a fresh PNG of the greyscale
-slice the model analysed (for DICOM: the lung-window rendering, the air around the patient black), so no upload metadata
+slice the model analysed (for DICOM: `lungscan.dicom.model_rendering`), so no upload metadata
 (EXIF, PNG text chunks, DICOM patient tags) ever reaches the disk.
 """
 

@@ -3,9 +3,9 @@
 `read_dicom` turns DICOM bytes into Hounsfield units (Rescale Slope/Intercept or a
 Modality LUT applied) and renders them through a named or custom window; the
 result keeps only technical metadata, never the dataset itself. The rendering the
-model analyses shows the air around the patient black, as in the CT screenshots the
-models learned from (see `model_rendering`); `DicomSlice.render` is the plain window
-for display. Values that are not Hounsfield units (not a CT image, e.g. a screenshot
+model analyses looks like the CT screenshots the models learned from: their contrast
+(`MODEL_WINDOW`) and their black surround (see `model_rendering`); `DicomSlice.render`
+gives the clinical windows for display. Values that are not Hounsfield units (not a CT image, e.g. a screenshot
 saved as a secondary capture) are shown and analysed as the file displays them
 (`stored_rendering`). `anonymize_dicom` rewrites a file keeping an allow-list of
 technical attributes, blanks the identifying ones the CT object requires, replaces
@@ -46,6 +46,10 @@ WINDOWS: dict[str, tuple[float, float]] = {
     "bone": (1800.0, 400.0),
 }
 DEFAULT_WINDOW = "lung"
+#: (width, level) through which the model sees a CT slice: the median window that the training screenshots' lung and
+#: body grey levels imply (`python -m training.dicom_probe`: W2228 / L72), far wider than the lung window. Through
+#: the lung window the lungs come out about 85 of 255 against about 20 in those screenshots.
+MODEL_WINDOW: tuple[float, float] = (2230.0, 70.0)
 
 Window = str | tuple[float, float]
 
@@ -78,7 +82,8 @@ class DicomSlice:
     """One decoded slice: Hounsfield units, a rendering and non-identifying metadata."""
 
     hu: np.ndarray
-    #: What the model analyses: the window below with the air around the patient black (`model_rendering`), or
+    #: What the model analyses: the window below (`MODEL_WINDOW` unless asked otherwise) with the air around the
+    #: patient black (`model_rendering`), or
     #: for values that are not Hounsfield units, the file's own display (`stored_rendering`).
     image: Image.Image
     window: tuple[float, float]
@@ -146,16 +151,15 @@ def surrounding_air(hu: np.ndarray) -> np.ndarray:
     return np.isin(labels, edge[edge != 0])
 
 
-def model_rendering(hu: np.ndarray, window: tuple[float, float]) -> Image.Image:
+def model_rendering(hu: np.ndarray, window: tuple[float, float] = MODEL_WINDOW) -> Image.Image:
     """The slice as the models expect it: through `window`, with the air around the patient black.
 
-    The models learned from CT screenshots in which the surround is black (grey level 0) and the patient's body is
-    the bright region that `lungscan.transforms.body_box` finds. Through the lung window air is grey (about 60 of
-    255), and in a full field of view the body spans far less of the slice than in those screenshots. On validation
-    slices written as DICOM in a field of view, the default model's accuracy was 0.274 through the lung window
-    alone and 0.919 with the surround black, against 0.952 on the screenshots (`python -m training.dicom_probe`):
-    blacking the surround lets the body be found and the slice be cropped as any loosely framed upload is. The
-    polarity is always air-dark, whatever the file's photometric interpretation: that is what the models saw.
+    The models learned from CT screenshots whose surround is black (grey level 0), whose body is the bright region
+    that `lungscan.transforms.body_box` finds, and whose contrast `MODEL_WINDOW` matches. On validation screenshots
+    turned back into Hounsfield units and written as DICOM in a field of view, the default model's accuracy was
+    0.323 through the lung window (air grey, as LungScan rendered DICOM before), 0.548 with the surround black and
+    0.919 through `MODEL_WINDOW`, against 0.952 on the screenshots (`python -m training.dicom_probe`). The polarity
+    is always air-dark, whatever the file's photometric interpretation: that is what the models saw.
     """
     pixels = np.array(_render(hu, window, inverted=False))
     pixels[surrounding_air(hu)] = 0
@@ -262,7 +266,7 @@ def technical_metadata(ds: Dataset) -> dict[str, Any]:
     }
 
 
-def read_dicom(data: bytes, *, window: Window = DEFAULT_WINDOW, frame: int | None = None) -> DicomSlice:
+def read_dicom(data: bytes, *, window: Window = MODEL_WINDOW, frame: int | None = None) -> DicomSlice:
     """Decode a single-slice DICOM into Hounsfield units and the 8-bit rendering the model analyses.
 
     `window` is a preset name from WINDOWS or a custom (width, level) for that rendering. For a

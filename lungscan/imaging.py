@@ -100,8 +100,8 @@ def decode_raster(data: bytes) -> Image.Image:
 def load_image(source: str | Path | bytes | bytearray) -> Image.Image:
     """Read a CT slice from a path or bytes and return it as an 8-bit greyscale image.
 
-    DICOM files are windowed to the lung window by `lungscan.dicom` (the air around the patient black); raster
-    files are decoded by content. Raises ImageError with a message fit for the user.
+    DICOM files are rendered as the model expects by `lungscan.dicom` (`model_rendering`); raster files are
+    decoded by content. Raises ImageError with a message fit for the user.
     """
     data = read_bytes(source)
     if is_dicom(data):

@@ -246,9 +246,11 @@ with right:
                 st.image(dicom_slice.render((custom_width, custom_level)), caption="Custom window")
             except DicomError as exc:
                 st.error(str(exc))
+        width, level = dicom_slice.window
         st.caption(
-            "The model analyses the lung-window rendering with the air around the patient black, as in the slices it "
-            "learned from; identifying DICOM tags are never stored."
+            f"The model analyses the slice through a wide window (W{width:.0f} / L{level:.0f}) with the air around "
+            "the patient black, to match the screenshots it learned from (see \"What the model saw\" below); "
+            "identifying DICOM tags are never stored."
         )
 
 heatmap_panel(

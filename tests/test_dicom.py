@@ -158,12 +158,23 @@ def test_rescale_slope_and_intercept_give_hounsfield_units():
 
 
 def test_lung_window_maps_hounsfield_units_to_grey_levels():
-    image = np.asarray(dicom.read_dicom(make_dicom()).image)
+    image = np.asarray(dicom.read_dicom(make_dicom()).render("lung"))
     # Lung window (1500, -600) spans -1350..150 HU.
     assert image[0, 0] == 55  # air, -1024 HU: 326 / 1500 * 255 = 55.4
     assert image[0, 20] == 128  # -600 HU is the window centre: 127.5 rounds to even
     assert image[0, 40] == 240  # soft tissue, 60 HU: 1410 / 1500 * 255 = 239.7
     assert image[0, 63] == 255  # bone is above the window
+
+
+def test_the_model_sees_a_slice_with_the_contrast_of_its_training_screenshots():
+    slice_ = dicom.read_dicom(make_dicom())
+    assert slice_.window == dicom.MODEL_WINDOW == (2230.0, 70.0)  # spans -1045..1185 HU
+    image = np.asarray(slice_.image)
+    # Lung tissue is dark, as in the screenshots (aerated lung, -850 HU, comes out 22: see the phantom test below),
+    # not mid-grey as through the lung window.
+    assert image[0, 20] == 51 and np.asarray(slice_.render("lung"))[0, 20] == 128  # -600 HU: 445 / 2230 * 255 = 50.9
+    assert image[0, 40] == 126  # soft tissue, 60 HU: 1105 / 2230 * 255 = 126.4
+    assert image[0, 63] == 255  # bone, 1200 HU, just above the window
 
 
 @pytest.mark.parametrize(
@@ -198,15 +209,15 @@ def test_monochrome1_is_displayed_inverted_but_analysed_air_dark():
     assert np.asarray(inverted.image)[0, 63] == 255
 
 
-def test_the_model_sees_the_air_around_the_patient_black_and_everything_else_as_through_the_window():
+def test_the_model_sees_the_air_around_the_patient_black_and_everything_else_as_through_its_window():
     hu = chest_phantom()
     slice_ = dicom.read_dicom(phantom_dicom())
-    image, lung_window = np.asarray(slice_.image), np.asarray(slice_.render("lung"))
+    image, windowed = np.asarray(slice_.image), np.asarray(slice_.render(dicom.MODEL_WINDOW))
     around = hu <= -1000  # the air around the patient and the padding outside the field of view
-    assert set(np.unique(lung_window[around])) == {0, 60}  # the lung window shows air (-1000 HU) grey ...
+    assert set(np.unique(np.asarray(slice_.render("lung"))[around])) == {0, 60}  # the lung window shows air grey ...
     assert (image[around] == 0).all()  # ... the model sees it black, like the surround of its training slices
-    np.testing.assert_array_equal(image[~around], lung_window[~around])  # the lungs, the body and the table unchanged
-    assert (image[hu == -850] == 85).all()  # aerated lung is inside the body, not surrounding air
+    np.testing.assert_array_equal(image[~around], windowed[~around])  # the lungs, the body and the table unchanged
+    assert (image[hu == -850] == 22).all()  # aerated lung is inside the body, not surrounding air
 
 
 def test_a_dicom_slice_in_its_field_of_view_is_cropped_to_the_body_like_a_loosely_framed_upload():
@@ -228,8 +239,8 @@ def test_a_real_ct_slice_cut_through_the_body_keeps_its_lungs():
     lungs = slice_.hu < dicom.AIR_HU
     assert lungs[0].any() and lungs[:, 0].any()  # air at the edge, yet not air around the patient
     assert not dicom.surrounding_air(slice_.hu).any()
-    np.testing.assert_array_equal(np.asarray(slice_.image), np.asarray(slice_.render("lung")))
-    assert (np.asarray(slice_.image)[lungs] > 40).all()
+    np.testing.assert_array_equal(np.asarray(slice_.image), np.asarray(slice_.render(dicom.MODEL_WINDOW)))
+    assert (np.asarray(slice_.image)[lungs] > 10).all()  # -896 HU and up: 149 / 2230 * 255 = 17
 
 
 def test_a_screenshot_saved_as_dicom_is_analysed_as_its_grey_levels_not_as_hounsfield_units():
