@@ -48,7 +48,7 @@ BODY_MARGIN = 0.02  # of the body's width and height, kept on each side
 #: A slice whose body spans less than this share of its width or height is framed more loosely than the training
 #: slices (where the body's box spans a median 98-100 % of each side; under 0.9 in 25 of 613 training files).
 MIN_BODY_SPAN = 0.9
-AUGMENTATIONS = ("card", "trivial")
+AUGMENTATIONS = ("card", "trivial", "window")
 
 
 @dataclass(frozen=True)
@@ -157,6 +157,27 @@ def standardize(image: Image.Image, prep: Preprocessing) -> torch.Tensor:
     return F.resize(tensor, [prep.resize_size], antialias=True)
 
 
+class RandomWindow(torch.nn.Module):
+    """A uint8 greyscale slice shown through a random linear grey-level map, clipped to 0-255: what another CT
+    window would have made of it.
+
+    The training screenshots come in a few display styles (most cancer slices show the lungs near black and the
+    body mid-grey; most `normal` slices, like the lung window, show both brighter). A gain of 0.6-1.8 (log-uniform)
+    and an offset of -40 to +70 grey levels span the maps between those styles and the lung window, grey air
+    included.
+    """
+
+    def __init__(self, gain: tuple[float, float] = (0.6, 1.8), offset: tuple[float, float] = (-40.0, 70.0)) -> None:
+        super().__init__()
+        self.log_gain = (math.log(gain[0]), math.log(gain[1]))
+        self.offset = offset
+
+    def forward(self, slice_: torch.Tensor) -> torch.Tensor:
+        gain = math.exp(float(torch.empty(()).uniform_(*self.log_gain)))
+        offset = float(torch.empty(()).uniform_(*self.offset))
+        return (slice_.float() * gain + offset).round().clamp(0, 255).to(torch.uint8)
+
+
 def _finish(prep: Preprocessing) -> list[v2.Transform]:
     return [
         v2.Lambda(lambda t: t.expand(3, -1, -1) if t.shape[-3] == 1 else t),
@@ -174,12 +195,18 @@ def train_transform(prep: Preprocessing, augment: str = "card") -> v2.Compose:
     ``trivial``: the same crop and flip, then TrivialAugmentWide (Müller & Hutter, 2021;
     torchvision's classification recipe) in place of the rotation and jitter: one of
     its geometric or intensity operations per image, at a random strength.
+    ``window``: the card's crop, flip and rotation, then, in place of the 20 % jitter,
+    `RandomWindow` on 80 % of the slices: the contrast of another CT window, so that the
+    model cannot lean on the few display styles of the training screenshots.
     """
     if augment not in AUGMENTATIONS:
         raise ValueError(f"unknown augmentation {augment!r}; expected one of {', '.join(AUGMENTATIONS)}")
     crop_and_flip = [v2.RandomResizedCrop(prep.input_size, scale=(0.6, 1.0), antialias=True), v2.RandomHorizontalFlip()]
     if augment == "trivial":
         return v2.Compose([*crop_and_flip, v2.TrivialAugmentWide(), *_finish(prep)])
+    if augment == "window":
+        return v2.Compose([*crop_and_flip, v2.RandomRotation(10), v2.RandomApply([RandomWindow()], p=0.8),
+                           *_finish(prep)])
     return v2.Compose([*crop_and_flip, v2.RandomRotation(10), v2.ColorJitter(brightness=0.2, contrast=0.2),
                        *_finish(prep)])
 

@@ -179,7 +179,7 @@ def test_body_geometry_keeps_a_slice_without_a_dark_surround_whole():
     assert body_box(Image.fromarray(speck, "L")) == (0, 0, 300, 200)
 
 
-@pytest.mark.parametrize("augment", ["card", "trivial"])
+@pytest.mark.parametrize("augment", ["card", "trivial", "window"])
 def test_training_augmentation_varies_a_greyscale_slice_and_keeps_the_model_input_format(augment):
     prep = Preprocessing(64, (0.5,) * 3, (0.5,) * 3, "full")
     slice_ = torch.from_numpy(np.array(ct_like(0, size=(96, 80)), dtype=np.uint8))[None]  # standardized greyscale uint8
@@ -192,6 +192,19 @@ def test_training_augmentation_varies_a_greyscale_slice_and_keeps_the_model_inpu
     assert len({o.sum().item() for o in outputs}) == 8  # a different view each time
     with pytest.raises(ValueError, match="unknown augmentation"):
         train_transform(prep, "autoaugment")
+
+
+def test_random_window_changes_the_contrast_as_another_ct_window_would():
+    from lungscan.transforms import RandomWindow
+
+    slice_ = torch.tensor([[[0, 20, 110, 250]]], dtype=torch.uint8)  # surround, lung, body, bone of a screenshot
+    torch.manual_seed(0)
+    views = [RandomWindow()(slice_) for _ in range(200)]
+    assert all(v.dtype == torch.uint8 and v.shape == slice_.shape for v in views)
+    assert all(v[0, 0, 0] <= v[0, 0, 1] <= v[0, 0, 2] <= v[0, 0, 3] for v in views)  # the order of tissues is kept
+    lungs = torch.stack([v[0, 0, 1] for v in views]).float()
+    assert lungs.min() == 0 and lungs.max() > 80  # from black lungs to lung-window grey ones
+    assert max(int(v[0, 0, 0]) for v in views) > 50  # grey air, as through the lung window
 
 
 def test_framing_table_counts_the_loosely_framed_slices_of_each_split_and_class(tmp_path):
