@@ -146,7 +146,12 @@ def surrounding_air(hu: np.ndarray) -> np.ndarray:
         border = np.concatenate([body[0], body[-1], body[1:-1, 0], body[1:-1, -1]])
         if border.mean() > MAX_EDGE_CONTACT:
             return np.zeros(hu.shape, dtype=bool)
-    _, labels = cv2.connectedComponents((hu < AIR_HU).astype(np.uint8), connectivity=4)
+    return connected_to_edge(hu < AIR_HU)
+
+
+def connected_to_edge(mask: np.ndarray) -> np.ndarray:
+    """The pixels of a boolean `mask` whose region (4-connected) touches the slice's edge."""
+    _, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=4)
     edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
     return np.isin(labels, edge[edge != 0])
 

@@ -84,9 +84,7 @@ def ct_file(hu: np.ndarray) -> bytes:
 
 def screenshot_surround(grey: np.ndarray) -> np.ndarray:
     """The screenshot's own surround: dark pixels (at most `BODY_THRESHOLD`) connected to its edge."""
-    _, labels = cv2.connectedComponents((grey <= BODY_THRESHOLD).astype(np.uint8), connectivity=4)
-    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    return np.isin(labels, edge[edge != 0])
+    return dicom.connected_to_edge(grey <= BODY_THRESHOLD)
 
 
 def in_field_of_view(hu: np.ndarray) -> np.ndarray:
@@ -138,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
         edge_hu[surround] = AIR
         for framing, frame in (("as filed", lambda x: x), ("in a field of view", in_field_of_view)):
             slice_ = dicom.read_dicom(ct_file(frame(hu)))
-            mask = dicom.surrounding_air(dicom.read_dicom(ct_file(frame(edge_hu))).hu)
+            mask = dicom.surrounding_air(np.rint(frame(edge_hu)))
             for name, window in windows.items():
                 rendered = np.array(slice_.render(window))
                 labels.setdefault(f"{framing}, {name}, air as rendered", []).append(
