@@ -76,11 +76,17 @@ def test_candidate_runs_are_ranked_by_validation_with_their_commands(tmp_path):
 def test_comparison_says_when_its_latencies_come_from_different_cpus(tmp_path):
     _report(tmp_path, "efficientnet_lite0", valid=0.9, test=0.8)
     _report(tmp_path, "resnet50", valid=0.6, test=0.7)
-    cpus = {"efficientnet_lite0": "AMD EPYC, AVX2, 2 threads", "resnet50": "Intel Xeon, AVX-512, 2 threads"}
+    _report(tmp_path, "densenet121", valid=0.5, test=0.6)
+    cpus = {"efficientnet_lite0": "AMD EPYC, AVX2, 2 threads", "resnet50": "Intel Xeon, AVX-512, 2 threads",
+            "densenet121": "AMD EPYC, AVX2, 2 threads"}
     for arch, cpu in cpus.items():
         path = tmp_path / arch / "evaluation.json"
         path.write_text(json.dumps({**json.loads(path.read_text()), "latency_cpu": cpu}))
     compare.main(["--models", str(tmp_path)])
     text = (tmp_path / "COMPARISON.md").read_text()
     assert "measured on different CPUs (" in text and "every model timed in one run" not in text
-    assert "efficientnet_lite0: AMD EPYC, AVX2, 2 threads" in text and "resnet50: Intel Xeon, AVX-512" in text
+    # Grouped by CPU: each CPU is named once, then the models timed on it.
+    note = text[text.index("measured on different CPUs ("):]
+    assert note.count("AMD EPYC") == 1 and "Intel Xeon, AVX-512, 2 threads: resnet50" in note
+    assert ("AMD EPYC, AVX2, 2 threads: efficientnet_lite0, densenet121" in note
+            or "AMD EPYC, AVX2, 2 threads: densenet121, efficientnet_lite0" in note)

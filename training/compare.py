@@ -79,7 +79,10 @@ def latency_note(reports: list[dict]) -> str:
         note = (f"*CPU ms*: p50 of one slice from file bytes to probabilities, every model timed in one run on "
                 f"{cpus.pop()} (`python -m training.latency --data <dataset> --write`).")
     else:
-        listed = "; ".join(f"{r['display_name']}: {r.get('latency_cpu', 'unrecorded')}" for r in reports)
+        by_cpu: dict[str, list[str]] = {}
+        for r in reports:
+            by_cpu.setdefault(r.get("latency_cpu", "an unrecorded CPU"), []).append(r["display_name"])
+        listed = "; ".join(f"{cpu}: {', '.join(names)}" for cpu, names in by_cpu.items())
         note = f"*CPU ms*: p50 of one slice from file bytes to probabilities, measured on different CPUs ({listed})."
     untrained = [r["display_name"] for r in reports if r.get("latency_weights") == "initial"]
     if untrained:
