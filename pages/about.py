@@ -89,11 +89,12 @@ counter the shortcuts that were found, but they are worth knowing:
   slice gets a black margin. A slice framed more loosely than the training slices is analysed cropped to
   the body, for every model, and the result says so.
 - **The display contrast differs by class.** Most cancer screenshots show the lungs near black and the
-  body mid-grey; most *normal* ones are brighter, much as the lung window shows a slice. On validation
-  screenshots re-rendered through the lung window, the default model's accuracy falls from 95 % to about
-  55 %, and it calls about one cancer in eight normal. A screenshot taken through your viewer's lung
-  window may therefore be misread; a DICOM upload is shown to the model through the window the training
-  screenshots imply instead.
+  body mid-grey; most *normal* ones are brighter, much as the lung window shows a slice. A model can
+  learn that contrast instead of the disease, so the default model was trained with random CT-window
+  contrast: on validation screenshots re-rendered through the lung window its accuracy falls from 95 % to
+  87 %, and it calls no cancer normal (the previous default fell to about 55 % and called about one cancer
+  in eight normal). A screenshot taken through your viewer's lung window is still read less accurately; a
+  DICOM upload is shown to the model through the window the training screenshots imply instead.
 - **Four files named `.png` are really JPEGs.** LungScan reads every file by content, not by extension.
 - Grad-CAM heatmaps that light up the image border, text or background rather than the lungs are a sign
   that a model found another shortcut; the Model comparison page shows them for every model.

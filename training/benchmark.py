@@ -60,7 +60,7 @@ def bench_quality(models_dir: Path) -> None:
         print(f"   {label:<16} {r[key]:.3f}  (95% CI {lo:.3f}-{hi:.3f})  target >= 0.950  {verdict}")
     print(f"   dedup accuracy   {r['dedup_accuracy']:.3f}  on the {r['dedup_n']} test images with no copy in train")
     valid = r.get("valid_accuracy")
-    print(f"   valid accuracy   {'n/a' if valid is None else f'{valid:.3f}'}  (model selection used this only)")
+    print(f"   valid accuracy   {'n/a' if valid is None else f'{valid:.3f}'}  (the default was chosen on the validation split only)")
     print(f"   reproduce: {r.get('command')}")
 
 
