@@ -48,7 +48,7 @@ BODY_MARGIN = 0.02  # of the body's width and height, kept on each side
 #: A slice whose body spans less than this share of its width or height is framed more loosely than the training
 #: slices (where the body's box spans a median 98-100 % of each side; under 0.9 in 25 of 613 training files).
 MIN_BODY_SPAN = 0.9
-AUGMENTATIONS = ("card", "trivial", "window")
+AUGMENTATIONS = ("card", "trivial", "window", "window-lowres")
 
 
 @dataclass(frozen=True)
@@ -178,6 +178,27 @@ class RandomWindow(torch.nn.Module):
         return (slice_.float() * gain + offset).round().clamp(0, 255).to(torch.uint8)
 
 
+class RandomLowResolution(torch.nn.Module):
+    """A uint8 slice shown as a smaller source image would be: resized down by a random factor of its sides
+    (`scale`, log-uniform), then back up to its size.
+
+    Every slice is resized to the model's input, so a slice's own size cannot reach the model, but its sharpness
+    can: the `normal` screenshots are larger (a median 600x479 against about 410x275 for the cancer classes) and,
+    resized down to the input, sharper. On validation slices shrunk before analysis (`training.evaluate`'s
+    resolution probe) models trained without this call some `normal` slices cancer and no cancer slice normal.
+    """
+
+    def __init__(self, scale: tuple[float, float] = (0.5, 1.0)) -> None:
+        super().__init__()
+        self.log_scale = (math.log(scale[0]), math.log(scale[1]))
+
+    def forward(self, slice_: torch.Tensor) -> torch.Tensor:
+        scale = math.exp(float(torch.empty(()).uniform_(*self.log_scale)))
+        height, width = slice_.shape[-2:]
+        small = F.resize(slice_, [max(1, round(height * scale)), max(1, round(width * scale))], antialias=True)
+        return F.resize(small, [height, width], antialias=True)
+
+
 def _finish(prep: Preprocessing) -> list[v2.Transform]:
     return [
         v2.Lambda(lambda t: t.expand(3, -1, -1) if t.shape[-3] == 1 else t),
@@ -198,14 +219,18 @@ def train_transform(prep: Preprocessing, augment: str = "card") -> v2.Compose:
     ``window``: the card's crop, flip and rotation, then, in place of the 20 % jitter,
     `RandomWindow` on 80 % of the slices: the contrast of another CT window, so that the
     model cannot lean on the few display styles of the training screenshots.
+    ``window-lowres``: ``window``, after showing half the slices at a lower resolution
+    (`RandomLowResolution`, 50-100 % of each side), so that the model cannot lean on how
+    sharp the larger `normal` screenshots are.
     """
     if augment not in AUGMENTATIONS:
         raise ValueError(f"unknown augmentation {augment!r}; expected one of {', '.join(AUGMENTATIONS)}")
     crop_and_flip = [v2.RandomResizedCrop(prep.input_size, scale=(0.6, 1.0), antialias=True), v2.RandomHorizontalFlip()]
     if augment == "trivial":
         return v2.Compose([*crop_and_flip, v2.TrivialAugmentWide(), *_finish(prep)])
-    if augment == "window":
-        return v2.Compose([*crop_and_flip, v2.RandomRotation(10), v2.RandomApply([RandomWindow()], p=0.8),
+    if augment in ("window", "window-lowres"):
+        low_res = [v2.RandomApply([RandomLowResolution()], p=0.5)] if augment == "window-lowres" else []
+        return v2.Compose([*low_res, *crop_and_flip, v2.RandomRotation(10), v2.RandomApply([RandomWindow()], p=0.8),
                            *_finish(prep)])
     return v2.Compose([*crop_and_flip, v2.RandomRotation(10), v2.ColorJitter(brightness=0.2, contrast=0.2),
                        *_finish(prep)])

@@ -179,7 +179,7 @@ def test_body_geometry_keeps_a_slice_without_a_dark_surround_whole():
     assert body_box(Image.fromarray(speck, "L")) == (0, 0, 300, 200)
 
 
-@pytest.mark.parametrize("augment", ["card", "trivial", "window"])
+@pytest.mark.parametrize("augment", ["card", "trivial", "window", "window-lowres"])
 def test_training_augmentation_varies_a_greyscale_slice_and_keeps_the_model_input_format(augment):
     prep = Preprocessing(64, (0.5,) * 3, (0.5,) * 3, "full")
     slice_ = torch.from_numpy(np.array(ct_like(0, size=(96, 80)), dtype=np.uint8))[None]  # standardized greyscale uint8
@@ -205,6 +205,21 @@ def test_random_window_changes_the_contrast_as_another_ct_window_would():
     lungs = torch.stack([v[0, 0, 1] for v in views]).float()
     assert lungs.min() == 0 and lungs.max() > 80  # from black lungs to lung-window grey ones
     assert max(int(v[0, 0, 0]) for v in views) > 50  # grey air, as through the lung window
+
+
+def test_random_low_resolution_blurs_fine_detail_as_a_smaller_source_image_would():
+    from lungscan.transforms import RandomLowResolution
+
+    stripes = torch.zeros((1, 64, 64), dtype=torch.uint8)
+    stripes[..., ::2] = 200  # the finest detail a slice can hold, one pixel wide
+    torch.manual_seed(0)
+    views = [RandomLowResolution()(stripes) for _ in range(50)]
+    assert all(v.dtype == torch.uint8 and v.shape == stripes.shape for v in views)
+    contrast = [float(v.float()[..., 8:56, 8:56].std()) for v in views]  # away from the edges
+    assert max(contrast) < 0.5 * float(stripes.float().std())  # the stripes are lost, as below their resolution
+    assert min(float(v.float().mean()) for v in views) > 80  # while the mean grey level (about 100) stays
+    flat = torch.full((1, 64, 64), 90, dtype=torch.uint8)
+    assert all(torch.equal(RandomLowResolution()(flat), flat) for _ in range(5))  # nothing to blur, nothing changes
 
 
 def test_framing_table_counts_the_loosely_framed_slices_of_each_split_and_class(tmp_path):

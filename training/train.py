@@ -67,7 +67,7 @@ class TrainConfig:
     max_train_samples: int | None = None  # for quick smoke runs and tests
     input_size: int | None = None  # default: the architecture's (224)
     geometry: str = "crop"  # crop: the card's Resize+CenterCrop | full: the whole slice | body: the body only
-    augment: str = "card"  # card: the model card's augmentation | trivial: TrivialAugmentWide | window: RandomWindow
+    augment: str = "card"  # card | trivial | window | window-lowres: see lungscan.transforms.train_transform
     optimizer: str = "adam"  # adam (the card's) | adamw (decoupled weight decay)
     schedule: str = "constant"  # constant (the card's) | cosine (one warm-up epoch, then cosine decay to 0)
     label_smoothing: float = 0.0
@@ -359,7 +359,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
                         "also crop a loosely framed slice to the body first)")
     p.add_argument("--augment", choices=AUGMENTATIONS, default="card",
                    help="card: the model card's augmentation; trivial: crop, flip and TrivialAugmentWide; "
-                        "window: the card's with random CT-window contrast in place of its jitter")
+                        "window: the card's with random CT-window contrast in place of its jitter; "
+                        "window-lowres: window, with half the slices shown at a lower resolution first")
     p.add_argument("--optimizer", choices=("adam", "adamw"), default="adam")
     p.add_argument("--schedule", choices=("constant", "cosine"), default="constant")
     p.add_argument("--label-smoothing", type=float, default=0.0)
