@@ -19,7 +19,7 @@ from lungscan.imaging import load_image
 from lungscan.inference import Predictor
 import training.train as train_module
 from training.compare import candidates_table
-from training.evaluate import evaluate, reframe
+from training.evaluate import evaluate, reframe, shrink
 from training.soup import average, soup
 from training.train import TrainConfig, train
 
@@ -182,10 +182,25 @@ def test_evaluation_report_matches_the_app_and_probes_shortcuts_and_framing(trai
     assert framing["accuracy_reframed"] == pytest.approx(sum(p == y for p, y in zip(reframed, labels)) / len(test))
     assert framing["accuracy_original"] == report["accuracy"] and 0 <= framing["prediction_agreement"] <= 1
     assert {"prediction_agreement", "same_aspect"} <= report["shortcut"].keys()
+    # The resolution probe shows the model each slice shrunk, through the app's path.
+    normal = [predictor.predict(load_image(s.path)).label == "normal" for s in test]
+    for side, probe in report["resolution"]["sides"].items():
+        shrunk = [predictor.predict(shrink(load_image(s.path), int(side))).label for s in test]
+        assert probe["accuracy"] == pytest.approx(sum(p == y for p, y in zip(shrunk, labels)) / len(test))
+        assert probe["normal_now_cancer"] == sum(n and p != "normal" for n, p in zip(normal, shrunk))
+        assert probe["cancer_now_normal"] == sum(not n and p == "normal" for n, p in zip(normal, shrunk))
     # The slices counted as loosely framed are those the app notes it cropped: none here, all once reframed.
     assert report["loose_framing"]["slices"] == sum(
         predictor.predict(load_image(s.path)).framing_warning is not None for s in test)
     assert all(predictor.predict(reframe(load_image(s.path))).framing_warning for s in test)
+
+
+def test_shrinking_keeps_the_aspect_ratio_and_leaves_small_slices_alone():
+    image = ct_like(0, size=(300, 200))
+    small = shrink(image, 128)
+    assert small.size == (192, 128) and small.mode == "L"
+    assert shrink(small, 160) is small  # already below the side: unchanged
+    assert np.asarray(small).std() > 10  # still a slice, not a blank
 
 
 def test_reframing_centres_the_slice_on_a_black_margin():

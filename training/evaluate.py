@@ -8,7 +8,8 @@ the confusion matrix, ROC curves, calibration error before and after the checkpo
 temperature (fitted on the validation split at training time), accuracy on the test
 images that are not byte-identical to any training image, a shortcut probe (every test
 image re-encoded to one size and mode), a framing probe (every image centred on a black
-margin, as a screenshot framed more loosely), size and CPU latency.
+margin, as a screenshot framed more loosely), a resolution probe (every image shrunk first,
+as a smaller source image), size and CPU latency.
 
 Images go through `Predictor`, exactly as in the app: a slice framed more loosely than
 the training slices is cropped to the body first (`lungscan.transforms.model_region`);
@@ -51,6 +52,11 @@ PROBE_SIZE = (512, 512)
 #: 79-85 % of their height, against 98-100 % of each side in train and valid; `python -m training.framing`), and a
 #: clinic's own screenshots can be framed any way.
 REFRAME_FILL = 0.8
+#: The resolution probe: each slice shrunk so that its short side is at most this many pixels. Every slice is resized
+#: to the model's input, so its size never reaches the model, but its sharpness does: the `normal` slices are larger
+#: (a median 600x479 against about 410x275 for the cancer classes) and so, resized down, sharper. At 512 px (the
+#: shortcut probe) every slice keeps its own detail; below the input size (224) all of them lose some.
+SHRINK_SIDES = (192, 160, 128)
 
 
 def reencode_canonical(path: Path, *, keep_aspect: bool = False) -> bytes:
@@ -76,6 +82,16 @@ def reframe(image: Image.Image, fill: float = REFRAME_FILL) -> Image.Image:
     canvas = Image.new(image.mode, (round(image.width / fill), round(image.height / fill)), 0)
     canvas.paste(image, ((canvas.width - image.width) // 2, (canvas.height - image.height) // 2))
     return canvas
+
+
+def shrink(image: Image.Image, side: int) -> Image.Image:
+    """`image` resized down (Lanczos) so that its short side is at most `side` pixels; a smaller image is returned
+    as it is."""
+    scale = side / min(image.size)
+    if scale >= 1:
+        return image
+    return image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                        Image.Resampling.LANCZOS)
 
 
 def _logits(predictor: Predictor, images: list[Image.Image]) -> np.ndarray:
@@ -162,6 +178,23 @@ def evaluate(checkpoint: Path, data: Path, split: str = "test", precision: str =
         "accuracy_original": report["accuracy"],
         "accuracy_reframed": float((reframed == labels).mean()),
         "prediction_agreement": float((reframed == original_pred).mean()),
+    }
+
+    resolution = {}
+    for side in SHRINK_SIDES:
+        shrunk = _logits(predictor, [shrink(image, side) for image in images]).argmax(1)
+        resolution[str(side)] = {
+            "accuracy": float((shrunk == labels).mean()),
+            "prediction_agreement": float((shrunk == original_pred).mean()),
+            "normal_now_cancer": int(((original_pred == normal) & (shrunk != normal)).sum()),
+            "cancer_now_normal": int(((original_pred != normal) & (shrunk == normal)).sum()),
+        }
+    report["resolution"] = {
+        "description": "every image shrunk so that its short side is at most N px (keys) before analysis; "
+                       "'normal_now_cancer' and 'cancer_now_normal' count predictions that cross between normal "
+                       "and the cancer classes",
+        "accuracy_original": report["accuracy"],
+        "sides": resolution,
     }
 
     report["loose_framing"] = {
