@@ -46,6 +46,8 @@ def _predict(args: argparse.Namespace) -> int:
             flag = "" if prediction.gate.ok else f"  [warning: {prediction.gate.reason}]"
             if prediction.framing_warning:
                 flag += f"  [framing: {prediction.framing_warning}]"
+            if prediction.resolution_warning:
+                flag += f"  [resolution: {prediction.resolution_warning}]"
             probs = ", ".join(f"{display_name(k)} {v:.1%}" for k, v in prediction.probabilities.items())
             print(f"{file}: {display_name(prediction.label)} ({prediction.confidence:.1%}) | {probs}{flag}")
     return 1 if failed else 0

@@ -18,7 +18,7 @@ from .errors import CheckpointError
 from .frozen import freeze
 from .gate import GateResult, capture_gate_features, check_contrast, check_features
 from .registry import ARCHITECTURES
-from .transforms import Preprocessing, framing_warning, model_view, preprocess
+from .transforms import Preprocessing, framing_warning, model_view, preprocess, resolution_warning
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ class Prediction:
     gate: GateResult = field(default_factory=lambda: GateResult(True))
     logits: tuple[float, ...] = ()
     framing_warning: str | None = None  # set when a loosely framed slice was cropped to the body first
+    resolution_warning: str | None = None  # set when the slice shown to the model is smaller than its input
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -49,6 +50,7 @@ class Prediction:
             "in_distribution": self.gate.ok,
             "gate_reason": self.gate.reason,
             "framing_warning": self.framing_warning,
+            "resolution_warning": self.resolution_warning,
         }
 
 
@@ -125,6 +127,7 @@ class Predictor:
             gate=gate,
             logits=tuple(float(v) for v in logits),
             framing_warning=framing_warning(image, self.prep),
+            resolution_warning=resolution_warning(image, self.prep),
         )
 
 

@@ -213,9 +213,11 @@ def scan_report_pdf(
     generated_by: str | None = None,
     generated_at: datetime | None = None,
     framing_warning: str | None = None,
+    resolution_warning: str | None = None,
 ) -> bytes:
     """A one-to-two page PDF for a saved scan: disclaimer, images, probabilities, model, intake, and the
-    note of `lungscan.transforms.framing_warning` (a loosely framed slice cropped to the body) when there is any."""
+    notes of `lungscan.transforms.framing_warning` (a loosely framed slice cropped to the body) and
+    `resolution_warning` (a slice smaller than the model's input) when there are any."""
     pdf = _ReportPDF("LungScan scan report")
     pdf.add_page()
     pdf.set_font("Helvetica", style="B", size=16)
@@ -259,6 +261,8 @@ def scan_report_pdf(
         pdf.set_text_color(0)
     if framing_warning:
         pdf.paragraph(f"Framed unlike the training slices: {framing_warning}")
+    if resolution_warning:
+        pdf.paragraph(f"Smaller than the model's input: {resolution_warning}")
     probabilities = sorted(scan.probabilities.items(), key=lambda item: item[1], reverse=True)
     pdf.set_font("Helvetica", size=9)
     with pdf.table(col_widths=(120, 60), text_align=("LEFT", "RIGHT"), line_height=5) as table:

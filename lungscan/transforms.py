@@ -143,6 +143,24 @@ def framing_warning(image: Image.Image, prep: Preprocessing) -> str | None:
             "It was analysed cropped to the body, as the heatmap shows; check that the crop holds the whole chest.")
 
 
+def resolution_warning(image: Image.Image, prep: Preprocessing) -> str | None:
+    """What the user should know when the part of the slice the model is shown (`model_region`) is smaller than the
+    model's input: it is enlarged, and so blurred, before analysis.
+
+    In this dataset nearly every training slice that small shows a cancer (78 of the 80 whose short side is under
+    224 px; the `normal` screenshots are larger), and shrinking `normal` validation slices below the input makes the
+    models call some of them cancer (`training.evaluate`'s resolution probe).
+    """
+    left, top, right, bottom = model_region(image, prep)
+    side = min(right - left, bottom - top)
+    if side >= prep.input_size:
+        return None
+    return (f"The slice the model was shown is only {side} px on its short side, below the model's {prep.input_size} "
+            "px input, so it was enlarged, and blurred, for analysis. Nearly all the training slices this small show "
+            "a cancer, and the models call blurred normal slices cancer more often: use a larger export or the DICOM "
+            "file if you can.")
+
+
 def standardize(image: Image.Image, prep: Preprocessing) -> torch.Tensor:
     """Greyscale PIL image -> its `model_region` -> uint8 tensor (1, H, W): short side `prep.resize_size` for
     the ``crop`` geometry, exactly `input_size` square for ``full`` and ``body``."""

@@ -58,6 +58,7 @@ with left:
         gate_ok=prediction.gate.ok,
         gate_reason=prediction.gate.reason,
         framing_warning=prediction.framing_warning,
+        resolution_warning=prediction.resolution_warning,
         key="gallery",
     )
     if prediction.gate.ok:

@@ -9,7 +9,7 @@ from PIL import Image
 from lungscan import reports, storage
 from lungscan.classes import CLASS_NAMES, display_name
 from lungscan.errors import LungScanError
-from lungscan.transforms import framing_warning
+from lungscan.transforms import framing_warning, resolution_warning
 from ui.frame import require_page
 from ui.resources import available_checkpoints, get_engine, get_predictor, get_settings
 from ui.widgets import heatmap_panel, model_title, prediction_summary
@@ -95,10 +95,11 @@ except (OSError, LungScanError) as exc:
 
 checkpoint = available_checkpoints().get(scan.model_arch)
 model_problem = f"The {model_title(scan.model_arch)} model is no longer installed"
-framing = None
+framing = resolution = None
 if image is not None and checkpoint is not None:
     try:
-        framing = framing_warning(image, get_predictor(checkpoint).prep)
+        prep = get_predictor(checkpoint).prep
+        framing, resolution = framing_warning(image, prep), resolution_warning(image, prep)
     except LungScanError as exc:
         model_problem = f"The {model_title(scan.model_arch)} model could not be loaded ({exc})"
         checkpoint = None
@@ -111,6 +112,7 @@ with left:
         gate_ok=scan.gate_flag is None,
         gate_reason=scan.gate_flag,
         framing_warning=framing,
+        resolution_warning=resolution,
         key=f"history_{scan.id}",
     )
     st.caption(f"Model: {model_title(scan.model_arch)} · version `{scan.model_version}`")
@@ -139,6 +141,7 @@ if p1.button("Create PDF report", icon=":material/picture_as_pdf:"):
                 cam_method=f"{heatmap.method} ({display_name(heatmap.target_class)})" if heatmap else "Grad-CAM",
                 generated_by=user.username,
                 framing_warning=framing,
+                resolution_warning=resolution,
             ),
         )
     except LungScanError as exc:

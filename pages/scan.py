@@ -159,6 +159,7 @@ if submitted:
                 "gate_ok": prediction.gate.ok,
                 "gate_reason": prediction.gate.reason,
                 "framing_warning": prediction.framing_warning,
+                "resolution_warning": prediction.resolution_warning,
                 "image": prepared.image,
                 "dicom": prepared.dicom,
             }
@@ -221,6 +222,7 @@ with left:
         gate_ok=chosen["gate_ok"],
         gate_reason=chosen["gate_reason"],
         framing_warning=chosen["framing_warning"],
+        resolution_warning=chosen["resolution_warning"],
         key=f"scan_{chosen['scan_id']}",
     )
 with right:

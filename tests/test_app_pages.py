@@ -270,6 +270,22 @@ def test_loosely_framed_slice_is_analysed_cropped_to_the_body_with_a_note(app_en
     assert not [w for w in at.warning if "Framed unlike" in w.value]
 
 
+def test_slice_smaller_than_the_model_input_is_analysed_with_a_note(app_env):
+    at = analyse(login("clin"), [("small.png", ct_png(size=48), "image/png")])  # the test model's input is 64 px
+    assert [m.label for m in at.metric] == ["Predicted class"]  # a note, not a refusal
+    [note] = [w.value for w in at.warning if "Smaller than the model's input" in w.value]
+    assert "only 48 px on its short side" in note
+    # The saved scan keeps the note: on the History page and in its PDF report.
+    open_page(at, "history")
+    assert [w.value for w in at.warning if "Smaller than the model's input" in w.value] == [note]
+    [pdf_button] = [b for b in at.button if b.label == "Create PDF report"]
+    pdf_button.click().run()
+    _, pdf = at.session_state["history_pdf"]
+    assert "Smaller than the model's input" in pdf_text(pdf)
+    at = analyse(login("clin"), [("large.png", ct_png(size=160), "image/png")])
+    assert not [w for w in at.warning if "Smaller than" in w.value]
+
+
 def test_history_shows_a_scan_whose_model_is_no_longer_installed(app_env):
     at = analyse(login("clin"), [("slice.png", ct_png(size=128), "image/png")])
     with storage.new_session(storage.get_engine(app_env.resolved_database_url)) as session:

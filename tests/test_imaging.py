@@ -11,6 +11,7 @@ from torchvision.transforms.v2 import functional as F
 from lungscan.errors import ImageError
 from lungscan.imaging import load_image
 from lungscan.transforms import (Preprocessing, at_slice_aspect, body_box, eval_transform, framing_warning, model_region,
+                                 resolution_warning,
                                  model_view, preprocess, standardize, train_transform)
 
 from synthetic import body_extent, ct_like
@@ -177,6 +178,19 @@ def test_body_geometry_keeps_a_slice_without_a_dark_surround_whole():
     speck = np.zeros((200, 300), np.uint8)
     speck[90:110, 140:160] = 200  # no region large enough to be a body
     assert body_box(Image.fromarray(speck, "L")) == (0, 0, 300, 200)
+
+
+def test_a_slice_smaller_than_the_model_input_gets_a_note():
+    prep = Preprocessing(224, geometry="full")
+    assert resolution_warning(ct_like(0, size=(300, 240)), prep) is None
+    note = resolution_warning(ct_like(0, size=(300, 180)), prep)
+    assert note is not None and "only 180 px on its short side" in note and "224 px input" in note
+    assert resolution_warning(ct_like(0, size=(300, 180)), Preprocessing(160, geometry="full")) is None
+    # What counts is the part of the slice the model is shown: a loosely framed slice is cropped to its body first.
+    body = ct_like(1, size=(300, 200)).crop(body_extent((300, 200)))
+    loose = _framed(body, (150, 120, 150, 120))
+    assert min(loose.size) > 224 and min(body.size) < 224
+    assert resolution_warning(loose, prep) is not None and resolution_warning(_framed(body, (2, 2, 2, 2)), prep)
 
 
 @pytest.mark.parametrize("augment", ["card", "trivial", "window", "window-lowres"])

@@ -82,11 +82,13 @@ def test_scan_report_without_overlay_and_with_gate_warning(settings, session):
     scan = save(session, settings, gate_flag="Image does not look like a chest CT slice.")
     public = ScanPublic.from_scan(scan)
     data = reports.scan_report_pdf(public, image=np.full((64, 32), 0.5), overlay=None,
-                                   framing_warning="The body spans only 70% of this slice's width.")
+                                   framing_warning="The body spans only 70% of this slice's width.",
+                                   resolution_warning="The slice the model was shown is only 90 px on its short side.")
     assert image_count(data) == 1
     text = pdf_text(data)
     assert "Input check warning: Image does not look like a chest CT slice." in text
     assert "Framed unlike the training slices: The body spans only 70% of this slice's width." in text
+    assert "Smaller than the model's input: The slice the model was shown is only 90 px on its short side." in text
     assert "Grad-CAM" not in text
 
 

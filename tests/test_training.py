@@ -309,9 +309,11 @@ def test_cli_predicts_every_file_and_reports_bad_ones(trained, dataset, tmp_path
     bad.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     loose = tmp_path / "loose.png"
     reframe(load_image(good)).save(loose)  # the same slice with a wide black margin around it
+    small = tmp_path / "small.png"
+    load_image(good).resize((80, 64)).save(small)  # below the model's 96 px input
     result = subprocess.run(
         [sys.executable, "-m", "lungscan", "predict", "--model", str(checkpoint), str(bad), str(good), str(loose),
-         "--json"],
+         str(small), "--json"],
         capture_output=True, text=True, cwd=PROJECT, timeout=300,
     )
     lines = [json.loads(line) for line in result.stdout.splitlines()]
@@ -323,6 +325,9 @@ def test_cli_predicts_every_file_and_reports_bad_ones(trained, dataset, tmp_path
     # A slice framed like the training slices gets no note; the loosely framed copy is analysed cropped to the body.
     assert lines[1]["framing_warning"] is None
     assert lines[2]["file"] == str(loose) and "analysed cropped to the body" in lines[2]["framing_warning"]
+    # A slice smaller than the model's input is enlarged, and the user is told.
+    assert lines[1]["resolution_warning"] is None
+    assert lines[3]["file"] == str(small) and "only 64 px on its short side" in lines[3]["resolution_warning"]
 
 
 def test_cli_without_any_model_explains_how_to_get_one(tmp_path):

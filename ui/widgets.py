@@ -36,10 +36,11 @@ def model_title(arch: str) -> str:
 
 def prediction_summary(
     *, label: str, confidence: float, probabilities: dict[str, float], gate_ok: bool, gate_reason: str | None, key: str,
-    framing_warning: str | None = None,
+    framing_warning: str | None = None, resolution_warning: str | None = None,
 ) -> None:
     """The answer: predicted class and calibrated probabilities, or the input gate's warning instead, and a
-    note when the slice was framed unlike the training slices and so cropped to the body."""
+    note when the slice was framed unlike the training slices and so cropped to the body, or is smaller than the
+    model's input."""
     if gate_ok:
         st.metric(
             "Predicted class",
@@ -52,6 +53,8 @@ def prediction_summary(
         st.warning(f"**Input check failed.** {gate_reason or ''}\n\n{NOT_A_FINDING}", icon=":material/warning:")
     if gate_ok and framing_warning:
         st.warning(f"**Framed unlike the training slices.** {framing_warning}", icon=":material/crop:")
+    if gate_ok and resolution_warning:
+        st.warning(f"**Smaller than the model's input.** {resolution_warning}", icon=":material/blur_on:")
     st.plotly_chart(
         figures.probability_bar(probabilities, highlight=label, flagged=not gate_ok),
         key=f"{key}_probabilities",
