@@ -240,6 +240,16 @@ def test_blank_image_is_flagged_not_labelled(app_env):
     assert any("Input check failed" in w.value for w in at.warning)
 
 
+def assert_note_kept(at, heading: str, note: str) -> None:
+    """The saved scan keeps a note about its input: on the History page and in its PDF report."""
+    open_page(at, "history")
+    assert [w.value for w in at.warning if heading in w.value] == [note]
+    [pdf_button] = [b for b in at.button if b.label == "Create PDF report"]
+    pdf_button.click().run()
+    _, pdf = at.session_state["history_pdf"]
+    assert heading in pdf_text(pdf)
+
+
 def test_loosely_framed_slice_is_analysed_cropped_to_the_body_with_a_note(app_env):
     import io
 
@@ -259,13 +269,7 @@ def test_loosely_framed_slice_is_analysed_cropped_to_the_body_with_a_note(app_en
     z = pair["data"][0]["z"]  # plotly's typed-array encoding
     seen = np.frombuffer(base64.b64decode(z["bdata"]), z["dtype"]).reshape([int(n) for n in z["shape"].split(",")])
     assert (seen < 10).mean() < (np.asarray(tight) < 10).mean() + 0.1 < (np.asarray(loose) < 10).mean()
-    # The saved scan keeps the note: on the History page and in its PDF report.
-    open_page(at, "history")
-    assert [w.value for w in at.warning if "Framed unlike the training slices" in w.value] == [advice]
-    [pdf_button] = [b for b in at.button if b.label == "Create PDF report"]
-    pdf_button.click().run()
-    _, pdf = at.session_state["history_pdf"]
-    assert "Framed unlike the training slices" in pdf_text(pdf)
+    assert_note_kept(at, "Framed unlike the training slices", advice)
     at = analyse(login("clin"), [("tight.png", ct_png(size=160), "image/png")])
     assert not [w for w in at.warning if "Framed unlike" in w.value]
 
@@ -275,13 +279,7 @@ def test_slice_smaller_than_the_model_input_is_analysed_with_a_note(app_env):
     assert [m.label for m in at.metric] == ["Predicted class"]  # a note, not a refusal
     [note] = [w.value for w in at.warning if "Smaller than the model's input" in w.value]
     assert "only 48 px on its short side" in note
-    # The saved scan keeps the note: on the History page and in its PDF report.
-    open_page(at, "history")
-    assert [w.value for w in at.warning if "Smaller than the model's input" in w.value] == [note]
-    [pdf_button] = [b for b in at.button if b.label == "Create PDF report"]
-    pdf_button.click().run()
-    _, pdf = at.session_state["history_pdf"]
-    assert "Smaller than the model's input" in pdf_text(pdf)
+    assert_note_kept(at, "Smaller than the model's input", note)
     at = analyse(login("clin"), [("large.png", ct_png(size=160), "image/png")])
     assert not [w for w in at.warning if "Smaller than" in w.value]
 
