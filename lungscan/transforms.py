@@ -148,8 +148,9 @@ def resolution_warning(image: Image.Image, prep: Preprocessing) -> str | None:
     model's input: it is enlarged, and so blurred, before analysis.
 
     In this dataset nearly every training slice that small shows a cancer (78 of the 80 whose short side is under
-    224 px; the `normal` screenshots are larger), and shrinking `normal` validation slices below the input makes the
-    models call some of them cancer (`training.evaluate`'s resolution probe).
+    224 px; the `normal` screenshots are larger), and slices shrunk below the input are misread more often, in both
+    directions: on validation some `normal` slices are then called cancer, on test (at 128 px) some cancer slices
+    normal (`training.evaluate`'s resolution probe).
     """
     left, top, right, bottom = model_region(image, prep)
     side = min(right - left, bottom - top)
@@ -157,8 +158,7 @@ def resolution_warning(image: Image.Image, prep: Preprocessing) -> str | None:
         return None
     return (f"The slice the model was shown is only {side} px on its short side, below the model's {prep.input_size} "
             "px input, so it was enlarged, and blurred, for analysis. Nearly all the training slices this small show "
-            "a cancer, and the models call blurred normal slices cancer more often: use a larger export or the DICOM "
-            "file if you can.")
+            "a cancer, and blurred slices are misread more often: use a larger export or the DICOM file if you can.")
 
 
 def standardize(image: Image.Image, prep: Preprocessing) -> torch.Tensor:
@@ -203,7 +203,7 @@ class RandomLowResolution(torch.nn.Module):
     Every slice is resized to the model's input, so a slice's own size cannot reach the model, but its sharpness
     can: the `normal` screenshots are larger (a median 600x479 against about 410x275 for the cancer classes) and,
     resized down to the input, sharper. On validation slices shrunk before analysis (`training.evaluate`'s
-    resolution probe) models trained without this call some `normal` slices cancer and no cancer slice normal.
+    resolution probe), models trained without this call some `normal` slices cancer and no cancer slice normal.
     """
 
     def __init__(self, scale: tuple[float, float] = (0.5, 1.0)) -> None:

@@ -82,8 +82,9 @@ counter the shortcuts that were found, but they are worth knowing:
   alone predicts the class. LungScan converts every image to greyscale and resizes it, so neither reaches
   the model. Sharpness still can: resized to the model's input, the larger *normal* screenshots come out
   sharper, and nearly every training slice smaller than the input (78 of 80) shows a cancer. Shrunk before
-  analysis, some *normal* validation slices are called cancer. A slice smaller than the model's input is
-  therefore analysed with a note saying so; use a larger export or the DICOM file where you can.
+  analysis, slices are misread more often: some *normal* validation slices are then called cancer, and at
+  128 px some cancer test slices normal. A slice smaller than the model's input is therefore analysed with
+  a note saying so; use a larger export or the DICOM file where you can.
 - **Test slices are framed differently.** In train and valid the body spans nearly all of each slice;
   in the test split it spans a median 79-85 % of the height of the cancer slices, with more black margin
   around it, and a clinic's own screenshots may be framed any way. A model that sees the whole slice
