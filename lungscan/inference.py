@@ -18,7 +18,7 @@ from .errors import CheckpointError
 from .frozen import freeze
 from .gate import GateResult, capture_gate_features, check_contrast, check_features
 from .registry import ARCHITECTURES
-from .transforms import Preprocessing, framing_warning, model_view, preprocess, resolution_warning
+from .transforms import Preprocessing, body_box, framing_warning, model_view, preprocess, resolution_warning
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +117,7 @@ class Predictor:
         probabilities = torch.softmax(logits / self.temperature, dim=0).numpy()
         gate = refusal or check_features(features.numpy(), self.meta.get("gate"))
         best = int(np.argmax(probabilities))
+        box = body_box(image)  # found once for both notes
         return Prediction(
             label=self.class_names[best],
             confidence=float(probabilities[best]),
@@ -126,8 +127,8 @@ class Predictor:
             model_version=self.model_version,
             gate=gate,
             logits=tuple(float(v) for v in logits),
-            framing_warning=framing_warning(image, self.prep),
-            resolution_warning=resolution_warning(image, self.prep),
+            framing_warning=framing_warning(image, self.prep, box),
+            resolution_warning=resolution_warning(image, self.prep, box),
         )
 
 

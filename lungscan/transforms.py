@@ -49,6 +49,7 @@ BODY_MARGIN = 0.02  # of the body's width and height, kept on each side
 #: slices (where the body's box spans a median 98-100 % of each side; under 0.9 in 25 of 613 training files).
 MIN_BODY_SPAN = 0.9
 AUGMENTATIONS = ("card", "trivial", "window", "window-lowres")
+Box = tuple[int, int, int, int]  # (left, top, right, bottom) in pixels
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ class Preprocessing:
         return cls(int(data["input_size"]), tuple(data["mean"]), tuple(data["std"]), data.get("geometry", "crop"))
 
 
-def body_box(image: Image.Image) -> tuple[int, int, int, int]:
+def body_box(image: Image.Image) -> Box:
     """(left, top, right, bottom) of the patient's body in a greyscale slice, with a small margin.
 
     The body is the largest connected region brighter than the black surround, after a
@@ -100,32 +101,33 @@ def body_box(image: Image.Image) -> tuple[int, int, int, int]:
             min(height, top + box_h + pad_y))
 
 
-def body_span(image: Image.Image, box: tuple[int, int, int, int]) -> tuple[float, float]:
+def body_span(image: Image.Image, box: Box) -> tuple[float, float]:
     """The share of the slice's width and height that the body's `box` (from `body_box`) spans."""
     left, top, right, bottom = box
     return (right - left) / image.width, (bottom - top) / image.height
 
 
-def loose_span(image: Image.Image, box: tuple[int, int, int, int]) -> tuple[float, float] | None:
+def loose_span(image: Image.Image, box: Box) -> tuple[float, float] | None:
     """`body_span` when the slice is framed more loosely than the training slices (under `MIN_BODY_SPAN` of its width
     or height); None otherwise."""
     span = body_span(image, box)
     return span if min(span) < MIN_BODY_SPAN else None
 
 
-def model_region(image: Image.Image, prep: Preprocessing) -> tuple[int, int, int, int]:
+def model_region(image: Image.Image, prep: Preprocessing, box: Box | None = None) -> Box:
     """The part of the slice the model is shown, in training and at inference, as (left, top, right, bottom).
 
     The body's box for the ``body`` geometry, and for the others when the slice is framed more loosely than the
     training slices (the body spans under `MIN_BODY_SPAN` of its width or height); the whole slice otherwise.
+    `box`: the slice's `body_box`, when the caller has it already.
     """
-    box = body_box(image)
+    box = box or body_box(image)
     if prep.geometry == "body" or loose_span(image, box):
         return box
     return 0, 0, *image.size
 
 
-def framing_warning(image: Image.Image, prep: Preprocessing) -> str | None:
+def framing_warning(image: Image.Image, prep: Preprocessing, box: Box | None = None) -> str | None:
     """What the user should know when a model that sees the whole slice gets one framed more loosely than most
     training slices: the slice was cropped to the body before analysis (`model_region`).
 
@@ -133,7 +135,7 @@ def framing_warning(image: Image.Image, prep: Preprocessing) -> str | None:
     """
     if prep.geometry == "body":
         return None
-    span = loose_span(image, body_box(image))
+    span = loose_span(image, box or body_box(image))
     if span is None:
         return None
     width, height = span
@@ -143,7 +145,7 @@ def framing_warning(image: Image.Image, prep: Preprocessing) -> str | None:
             "It was analysed cropped to the body, as the heatmap shows; check that the crop holds the whole chest.")
 
 
-def resolution_warning(image: Image.Image, prep: Preprocessing) -> str | None:
+def resolution_warning(image: Image.Image, prep: Preprocessing, box: Box | None = None) -> str | None:
     """What the user should know when the part of the slice the model is shown (`model_region`) is smaller than the
     model's input: it is enlarged, and so blurred, before analysis.
 
@@ -152,7 +154,7 @@ def resolution_warning(image: Image.Image, prep: Preprocessing) -> str | None:
     directions: on validation some `normal` slices are then called cancer, on test (at 128 px) some cancer slices
     normal (`training.evaluate`'s resolution probe).
     """
-    left, top, right, bottom = model_region(image, prep)
+    left, top, right, bottom = model_region(image, prep, box)
     side = min(right - left, bottom - top)
     if side >= prep.input_size:
         return None

@@ -9,7 +9,7 @@ from PIL import Image
 from lungscan import reports, storage
 from lungscan.classes import CLASS_NAMES, display_name
 from lungscan.errors import LungScanError
-from lungscan.transforms import framing_warning, resolution_warning
+from lungscan.transforms import body_box, framing_warning, resolution_warning
 from ui.frame import require_page
 from ui.resources import available_checkpoints, get_engine, get_predictor, get_settings
 from ui.widgets import heatmap_panel, model_title, prediction_summary
@@ -99,7 +99,8 @@ framing = resolution = None
 if image is not None and checkpoint is not None:
     try:
         prep = get_predictor(checkpoint).prep
-        framing, resolution = framing_warning(image, prep), resolution_warning(image, prep)
+        box = body_box(image)
+        framing, resolution = framing_warning(image, prep, box), resolution_warning(image, prep, box)
     except LungScanError as exc:
         model_problem = f"The {model_title(scan.model_arch)} model could not be loaded ({exc})"
         checkpoint = None
