@@ -18,7 +18,7 @@ from .errors import CheckpointError
 from .frozen import freeze
 from .gate import GateResult, capture_gate_features, check_contrast, check_features
 from .registry import ARCHITECTURES
-from .transforms import Preprocessing, body_box, framing_warning, model_view, preprocess, resolution_warning
+from .transforms import Box, Preprocessing, body_box, framing_warning, model_view, preprocess, resolution_warning
 
 log = logging.getLogger(__name__)
 
@@ -100,24 +100,24 @@ class Predictor:
         """The greyscale image the model actually sees (for overlays)."""
         return model_view(image, self.prep)
 
-    def input_tensor(self, image: Image.Image) -> torch.Tensor:
-        return preprocess(image, self.prep)[None].to(self.device).contiguous(memory_format=torch.channels_last)
+    def input_tensor(self, image: Image.Image, box: Box | None = None) -> torch.Tensor:
+        return preprocess(image, self.prep, box)[None].to(self.device).contiguous(memory_format=torch.channels_last)
 
     @torch.inference_mode()
     def predict(self, image: Image.Image) -> Prediction:
         """Classify one greyscale slice (from `lungscan.imaging.load_image`)."""
         refusal = check_contrast(image)
+        box = body_box(image)  # found once: for the model's input and for both notes
         if self._frozen is not None:
-            logits, features = self._frozen(self.input_tensor(image))
+            logits, features = self._frozen(self.input_tensor(image, box))
             logits, features = logits[0], features[0]
         else:
             with capture_gate_features(self.model, self.arch) as captured, autocast(self.device, self.bf16):
-                logits = self.model(self.input_tensor(image)).float()[0].cpu()
+                logits = self.model(self.input_tensor(image, box)).float()[0].cpu()
             features = captured[0][0]
         probabilities = torch.softmax(logits / self.temperature, dim=0).numpy()
         gate = refusal or check_features(features.numpy(), self.meta.get("gate"))
         best = int(np.argmax(probabilities))
-        box = body_box(image)  # found once for both notes
         return Prediction(
             label=self.class_names[best],
             confidence=float(probabilities[best]),

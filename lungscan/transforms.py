@@ -163,12 +163,12 @@ def resolution_warning(image: Image.Image, prep: Preprocessing, box: Box | None 
             "a cancer, and blurred slices are misread more often: use a larger export or the DICOM file if you can.")
 
 
-def standardize(image: Image.Image, prep: Preprocessing) -> torch.Tensor:
+def standardize(image: Image.Image, prep: Preprocessing, box: Box | None = None) -> torch.Tensor:
     """Greyscale PIL image -> its `model_region` -> uint8 tensor (1, H, W): short side `prep.resize_size` for
     the ``crop`` geometry, exactly `input_size` square for ``full`` and ``body``."""
     if image.mode != "L":
         raise ValueError(f"expected a greyscale 'L' image from lungscan.imaging, got mode {image.mode!r}")
-    region = model_region(image, prep)
+    region = model_region(image, prep, box)
     if region != (0, 0, *image.size):
         image = image.crop(region)
     tensor = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True))[None]
@@ -281,6 +281,6 @@ def at_slice_aspect(view: Image.Image, image: Image.Image, prep: Preprocessing) 
     return view.resize((max(1, round(view.height * width / height)), view.height), Image.Resampling.BILINEAR)
 
 
-def preprocess(image: Image.Image, prep: Preprocessing) -> torch.Tensor:
-    """Greyscale PIL image -> normalised float tensor (3, input_size, input_size)."""
-    return eval_transform(prep)(standardize(image, prep))
+def preprocess(image: Image.Image, prep: Preprocessing, box: Box | None = None) -> torch.Tensor:
+    """Greyscale PIL image -> normalised float tensor (3, input_size, input_size); `box`: its `body_box`, if known."""
+    return eval_transform(prep)(standardize(image, prep, box))

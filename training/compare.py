@@ -74,14 +74,13 @@ def markdown_table(reports: list[dict]) -> str:
 def latency_note(reports: list[dict]) -> str:
     """Where the CPU column was measured (one CPU for all models, or which model on which), and which models were
     timed with initial weights because their checkpoints are not kept."""
-    cpus = {r.get("latency_cpu", "an unrecorded CPU") for r in reports}
-    if len(cpus) == 1:
+    by_cpu: dict[str, list[str]] = {}
+    for r in reports:
+        by_cpu.setdefault(r.get("latency_cpu", "an unrecorded CPU"), []).append(r["display_name"])
+    if len(by_cpu) == 1:
         note = (f"*CPU ms*: p50 of one slice from file bytes to probabilities, every model timed in one run on "
-                f"{cpus.pop()} (`python -m training.latency --data <dataset> --write`).")
+                f"{next(iter(by_cpu))} (`python -m training.latency --data <dataset> --write`).")
     else:
-        by_cpu: dict[str, list[str]] = {}
-        for r in reports:
-            by_cpu.setdefault(r.get("latency_cpu", "an unrecorded CPU"), []).append(r["display_name"])
         listed = "; ".join(f"{cpu}: {', '.join(names)}" for cpu, names in by_cpu.items())
         note = f"*CPU ms*: p50 of one slice from file bytes to probabilities, measured on different CPUs ({listed})."
     untrained = [r["display_name"] for r in reports if r.get("latency_weights") == "initial"]
