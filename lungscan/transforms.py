@@ -135,14 +135,17 @@ def framing_warning(image: Image.Image, prep: Preprocessing, box: Box | None = N
     """
     if prep.geometry == "body":
         return None
-    span = loose_span(image, box or body_box(image))
+    box = box or body_box(image)
+    span = loose_span(image, box)
     if span is None:
         return None
     width, height = span
+    left, top, right, bottom = box
     # Whole percents rounded down, so a span just under the threshold never reads as the threshold itself.
     return (f"The body spans only {math.floor(width * 100)}% of this slice's width and {math.floor(height * 100)}% of "
             "its height, more loosely than the slices the model learned from, which are cropped close to the body. "
-            "It was analysed cropped to the body, as the heatmap shows; check that the crop holds the whole chest.")
+            f"It was analysed cropped to the body (x {left}-{right}, y {top}-{bottom} px of {image.width}x"
+            f"{image.height}); check that the crop holds the whole chest.")
 
 
 def resolution_warning(image: Image.Image, prep: Preprocessing, box: Box | None = None) -> str | None:

@@ -165,10 +165,10 @@ def test_a_loosely_framed_slice_is_analysed_cropped_to_the_body_with_a_note(geom
     note = framing_warning(loose, prep)
     # The body is 288 of 398 px wide (72 %) and 188 of 278 px high (68 %); its box keeps a 2 % margin on each side.
     assert note is not None and "spans only 75% of this slice's width and 70% of its height" in note
-    assert "analysed cropped to the body" in note
+    left, top, right, bottom = body_box(loose)
+    assert f"analysed cropped to the body (x {left}-{right}, y {top}-{bottom} px of 398x278)" in note
     assert framing_warning(loose, Preprocessing(224, geometry="body")) is None
     if geometry == "full":  # shown at the body's aspect, not the whole slice's
-        left, top, right, bottom = body_box(loose)
         assert at_slice_aspect(model_view(loose, prep), loose, prep).width == round(224 * (right - left) / (bottom - top))
 
 
