@@ -164,7 +164,7 @@ if submitted:
                 "dicom": prepared.dicom,
             }
         )
-    progress.progress(1.0, text=f"Analysed {len(uploads)} file(s).")
+    progress.progress(1.0, text=f"Analysed {len(uploads)} file{'' if len(uploads) == 1 else 's'}.")
     st.session_state[BATCH] = results
     st.rerun()  # collapse the form so the results sit right under it
 
@@ -178,7 +178,8 @@ analysed = [r for r in batch if "error" not in r]
 if not analysed:
     st.stop()
 st.success(
-    f"Saved {len(analysed)} scan(s) to the history. Open the form above to analyse more.", icon=":material/check_circle:"
+    f"Saved {len(analysed)} scan{'' if len(analysed) == 1 else 's'} to the history. Open the form above to analyse more.",
+    icon=":material/check_circle:",
 )
 
 if len(batch) > 1:

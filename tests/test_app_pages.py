@@ -210,6 +210,7 @@ def test_scan_upload_shows_result_saves_it_and_refuses_bad_files(app_env):
     assert any("bomb.png" in e and "too large" in e for e in errors)
     assert any("empty.png" in e and "empty" in e for e in errors)
     assert any("notes.png" in e and "not an image" in e for e in errors)
+    assert any(s.value.startswith("Saved 1 scan to the history.") for s in at.success)
     assert [m.label for m in at.metric] == ["Predicted class"]
     assert at.metric[0].value in ("Adenocarcinoma", "Large cell carcinoma", "Squamous cell carcinoma", "Normal")
     assert len(at.get("plotly_chart")) == 2  # probabilities + heatmap pair

@@ -191,7 +191,7 @@ def test_full_clinical_flow_in_chromium(server, tmp_path):
             page.locator('input[type="file"]').set_input_files(str(slice_path))
             page.get_by_text(slice_path.name).first.wait_for()
             page.get_by_role("button", name="Analyse").click()
-            page.get_by_text("Saved 1 scan(s) to the history. Open the form above to analyse more.").wait_for()
+            page.get_by_text("Saved 1 scan to the history. Open the form above to analyse more.").wait_for()
             finding = page.get_by_text("Predicted class")
             gate = page.get_by_text("Input check failed")
             finding.or_(gate).first.wait_for()
