@@ -34,6 +34,19 @@ _PREFIXES: tuple[tuple[str, str], ...] = (
 )
 
 
+#: A saved result whose image the input check doubted: the model's class is not reported for it.
+NO_FINDING = "input check failed — no finding"
+NOT_A_FINDING = (
+    "No finding is reported for this image. The probabilities below are what the model computed, "
+    "but they are not meaningful for an image it was not built for."
+)
+
+
+def result_label(predicted_class: str, confidence: float, gate_flag: str | None) -> str:
+    """A result in one line, as lists of scans show it: the class and its calibrated confidence, or `NO_FINDING`."""
+    return NO_FINDING if gate_flag else f"{display_name(predicted_class)} ({confidence:.0%})"
+
+
 def display_name(class_name: str) -> str:
     """Human-readable name of a class (falls back to the raw name)."""
     return DISPLAY_NAMES.get(class_name, class_name.replace("_", " ").capitalize())

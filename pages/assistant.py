@@ -5,7 +5,7 @@ import uuid
 import streamlit as st
 
 from lungscan import storage
-from lungscan.classes import display_name
+from lungscan.classes import result_label
 from lungscan.llm import assistant
 from lungscan.llm.deidentify import case_summary
 from lungscan.llm.gemini import ChatTurn
@@ -49,7 +49,8 @@ scan_id = left.selectbox(
     "Scan context (optional)",
     [None, *scans],
     format_func=lambda i: "None" if i is None else (
-        f"#{i} · {scans[i].patient_id} · {display_name(scans[i].predicted_class)} ({scans[i].confidence:.0%})"
+        f"#{i} · {scans[i].patient_id} · "
+        f"{result_label(scans[i].predicted_class, scans[i].confidence, scans[i].gate_flag)}"
     ),
     help="Adds the scan's de-identified summary to your questions (never the patient ID, dates or notes).",
 )

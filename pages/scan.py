@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from lungscan import analysis, storage
-from lungscan.classes import display_name
+from lungscan.classes import NO_FINDING, display_name
 from lungscan.dicom import WINDOWS
 from lungscan.errors import DicomError, LungScanError
 from ui.frame import require_page
@@ -177,10 +177,8 @@ for failed in (r for r in batch if "error" in r):
 analysed = [r for r in batch if "error" not in r]
 if not analysed:
     st.stop()
-st.success(
-    f"Saved {len(analysed)} scan{'' if len(analysed) == 1 else 's'} to the history. Open the form above to analyse more.",
-    icon=":material/check_circle:",
-)
+saved = f"{len(analysed)} scan{'' if len(analysed) == 1 else 's'}"
+st.success(f"Saved {saved} to the history. Open the form above to analyse more.", icon=":material/check_circle:")
 
 if len(batch) > 1:
     st.subheader("Results")
@@ -193,7 +191,7 @@ if len(batch) > 1:
                     "Result": (
                         "not analysed"
                         if "error" in r
-                        else display_name(r["label"]) if r["gate_ok"] else "input check failed — no finding"
+                        else display_name(r["label"]) if r["gate_ok"] else NO_FINDING
                     ),
                     "Probability": r.get("confidence") if r.get("gate_ok") else None,
                     "Model": model_title(r["arch"]) if "arch" in r else "",

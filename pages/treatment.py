@@ -3,14 +3,56 @@
 import streamlit as st
 
 from lungscan import reports, storage
-from lungscan.classes import display_name
+from lungscan.classes import result_label
 from lungscan.errors import LungScanError
 from lungscan.llm import treatment
 from lungscan.llm.deidentify import normalise_stage
+from lungscan.storage import Scan
 from ui.frame import require_page
 from ui.resources import get_engine, get_gemini_client
 
 NOTICE = "treatment_notice"
+
+
+def show_plans(scan: Scan) -> None:
+    """The plans saved for a scan, newest first, each with its PDF and Markdown export."""
+    with storage.new_session(get_engine()) as session:
+        plans = storage.list_treatment_plans(session, scan_id=scan.id)
+    if not plans:
+        st.caption("No plan saved for this scan yet.")
+        return
+    for number, plan in enumerate(plans):
+        heading = treatment.plan_heading(plan.source, plan.model_name)
+        title = f"{heading} · {plan.created_at:%Y-%m-%d %H:%M} UTC · by {plan.created_by} · {plan.prompt_version}"
+        with st.expander(title, expanded=number == 0):
+            for section, body in plan.content.items():
+                st.markdown(f"**{section}**")
+                st.markdown(body if isinstance(body, str) else "\n".join(f"- {item}" for item in body))
+            meta = {
+                "patient_id": scan.patient_id,
+                "scan_id": scan.id,
+                "predicted_class": scan.predicted_class,
+                "stage": treatment.stage_used(plan.request_text) or "",
+                "source": plan.source,
+                "model_name": plan.model_name,
+                "prompt_version": plan.prompt_version,
+                "created_at": plan.created_at,
+                "created_by": plan.created_by,
+            }
+            left, right = st.columns(2)
+            try:
+                left.download_button(
+                    "PDF", reports.treatment_plan_pdf(plan.content, meta), file_name=f"treatment-plan-{plan.id}.pdf",
+                    mime="application/pdf", icon=":material/picture_as_pdf:", key=f"pdf_{plan.id}",
+                )
+            except LungScanError as exc:
+                left.error(f"PDF export failed: {exc}")
+            right.download_button(
+                "Markdown", reports.treatment_plan_markdown(plan.content, meta),
+                file_name=f"treatment-plan-{plan.id}.md", mime="text/markdown", icon=":material/description:",
+                key=f"md_{plan.id}",
+            )
+
 
 user = require_page("treatment")
 client = get_gemini_client()
@@ -38,10 +80,19 @@ scan_id = st.selectbox(
     index=ids.index(int(requested)) if requested and requested.isdigit() and int(requested) in scans else 0,
     format_func=lambda i: (
         f"#{i} · {scans[i].created_at:%Y-%m-%d %H:%M} · {scans[i].patient_id} · "
-        f"{display_name(scans[i].predicted_class)} ({scans[i].confidence:.0%})"
+        f"{result_label(scans[i].predicted_class, scans[i].confidence, scans[i].gate_flag)}"
     ),
 )
 scan = scans[scan_id]
+if scan.gate_flag:
+    st.warning(
+        f"**Scan #{scan.id} failed the input check**, so LungScan reports no finding for it and writes no treatment "
+        f"outline. {scan.gate_flag} Analyse a chest CT slice of this patient instead.",
+        icon=":material/warning:",
+    )
+    show_plans(scan)
+    st.stop()
+
 stage = st.text_input(
     "Stage (optional)",
     value=scan.stage or "",
@@ -80,43 +131,7 @@ if st.button(label, type="primary", icon=":material/send:"):
     if client is not None:  # without a key the info box above already says this is offline
         st.session_state[NOTICE] = (scan.id, result.notice)
 
-with storage.new_session(get_engine()) as session:
-    plans = storage.list_treatment_plans(session, scan_id=scan.id)
 notice_scan, notice = st.session_state.get(NOTICE, (None, None))
 if notice and notice_scan == scan.id:
     st.warning(notice, icon=":material/warning:")
-if not plans:
-    st.caption("No plan saved for this scan yet.")
-    st.stop()
-
-for number, plan in enumerate(plans):
-    heading = treatment.plan_heading(plan.source, plan.model_name)
-    title = f"{heading} · {plan.created_at:%Y-%m-%d %H:%M} UTC · by {plan.created_by} · {plan.prompt_version}"
-    with st.expander(title, expanded=number == 0):
-        for section, body in plan.content.items():
-            st.markdown(f"**{section}**")
-            st.markdown(body if isinstance(body, str) else "\n".join(f"- {item}" for item in body))
-        meta = {
-            "patient_id": scan.patient_id,
-            "scan_id": scan.id,
-            "predicted_class": scan.predicted_class,
-            "stage": treatment.stage_used(plan.request_text) or "",
-            "source": plan.source,
-            "model_name": plan.model_name,
-            "prompt_version": plan.prompt_version,
-            "created_at": plan.created_at,
-            "created_by": plan.created_by,
-        }
-        left, right = st.columns(2)
-        try:
-            left.download_button(
-                "PDF", reports.treatment_plan_pdf(plan.content, meta), file_name=f"treatment-plan-{plan.id}.pdf",
-                mime="application/pdf", icon=":material/picture_as_pdf:", key=f"pdf_{plan.id}",
-            )
-        except LungScanError as exc:
-            left.error(f"PDF export failed: {exc}")
-        right.download_button(
-            "Markdown", reports.treatment_plan_markdown(plan.content, meta),
-            file_name=f"treatment-plan-{plan.id}.md", mime="text/markdown", icon=":material/description:",
-            key=f"md_{plan.id}",
-        )
+show_plans(scan)

@@ -5,7 +5,8 @@ from datetime import date
 import pytest
 from llm_fixtures import CLASSES, IDENTIFIERS, identifying_scan
 
-from lungscan.errors import KnowledgeBaseError
+from lungscan.classes import display_name
+from lungscan.errors import KnowledgeBaseError, ValidationError
 from lungscan.llm import assistant, treatment
 from lungscan.llm.deidentify import age_band, case_summary, normalise_stage, stage_group, years_since_quit_band
 from lungscan.llm.guardrails import DOSING_REFUSAL, NOT_COVERED_REPLY, check_question
@@ -127,6 +128,16 @@ def test_case_summary_keeps_facts_and_drops_identifiers():
                  "quit 10-14 years ago", "asbestos", "COPD", "diabetes", "hypertension", "pneumonia",
                  "chronic cough yes (6 weeks)", "Adenocarcinoma, calibrated confidence 85%"):
         assert fact in summary
+
+
+def test_a_scan_that_failed_the_input_check_gets_no_class_and_no_plan():
+    flagged = identifying_scan(gate_flag="This image does not look like the chest CT slices the model was trained on.")
+    summary = case_summary(flagged)
+    assert "Image-model output: none" in summary and "input check" in summary
+    assert [name for name in CLASSES if display_name(name) in summary] == []
+    assert "Age band: 60-69" in summary  # the rest of the case stays, for the assistant's context
+    with pytest.raises(ValidationError, match="failed the input check"):
+        treatment.plan_treatment(flagged, client=None)
 
 
 def test_unrecognised_stage_is_withheld_not_sent():

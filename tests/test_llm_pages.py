@@ -155,6 +155,36 @@ def test_treatment_online_failure_falls_back_with_a_message(online, app_env):
     assert saved.source == "offline"
 
 
+def add_flagged_scan(settings: Settings) -> int:
+    """A second scan, for the same patient, whose image failed the input check."""
+    with storage.new_session(storage.get_engine(settings.resolved_database_url)) as session:
+        scan = storage.ScanCreate(
+            patient_id=PATIENT_ID, age=71, sex="female", smoking_status="current", source_format="jpeg",
+            model_arch="mobilenet_v2", model_version="test", predicted_class="normal", confidence=0.92,
+            probabilities={"adenocarcinoma": 0.05, "large_cell_carcinoma": 0.02, "squamous_cell_carcinoma": 0.01,
+                           "normal": 0.92},
+            gate_flag="This image does not look like the chest CT slices the model was trained on.",
+        )
+        return storage.create_scan(
+            session, settings=settings, scan=scan, image=Image.new("L", (16, 16)), created_by="clin"
+        ).id
+
+
+def test_treatment_writes_no_plan_for_a_scan_that_failed_the_input_check(app_env):
+    flagged = add_flagged_scan(app_env)
+    at = page("treatment")
+    at.selectbox[0].set_value(flagged).run()
+    assert not at.exception, at.exception
+    assert "input check failed — no finding" in at.selectbox[0].format_func(flagged)
+    assert any(f"Scan #{flagged} failed the input check" in w.value for w in at.warning)
+    assert not [b for b in at.button if b.label == "Generate offline summary"] and not at.code  # no request either
+    with storage.new_session(storage.get_engine(app_env.resolved_database_url)) as session:
+        assert storage.list_treatment_plans(session, scan_id=flagged) == []
+
+    at.selectbox[0].set_value(flagged - 1).run()  # the patient's other scan still gets its outline
+    assert [b for b in at.button if b.label == "Generate offline summary"]
+
+
 # --- Assistant page ------------------------------------------------------------------------------
 
 
@@ -172,6 +202,16 @@ def test_assistant_offline_quotes_sources_and_persists_history(app_env):
     again = page("assistant")  # a new session of the same user sees the stored conversation
     assert [m.name for m in again.chat_message] == ["user", "assistant"]
     assert "What are the symptoms of lung cancer?" in all_text(again)
+
+
+def test_assistant_context_of_a_scan_that_failed_the_input_check_has_no_class(app_env):
+    flagged = add_flagged_scan(app_env)
+    at = page("assistant")
+    assert "input check failed — no finding" in at.selectbox[0].format_func(flagged)
+    at.selectbox[0].set_value(flagged).run()
+    assert not at.exception, at.exception
+    context = at.code[0].value
+    assert "Image-model output: none" in context and "Normal" not in context and "92%" not in context
 
 
 def test_assistant_offline_declines_off_topic(app_env):

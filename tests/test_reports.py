@@ -87,6 +87,8 @@ def test_scan_report_without_overlay_and_with_gate_warning(settings, session):
     assert image_count(data) == 1
     text = pdf_text(data)
     assert "Input check warning: Image does not look like a chest CT slice." in text
+    assert "Model output: input check failed - no finding" in text and "No finding is reported" in text
+    assert "Model output: Adenocarcinoma" not in text  # as the app shows it: no class for a doubted image
     assert "Framed unlike the training slices: The body spans only 70% of this slice's width." in text
     assert "Smaller than the model's input: The slice the model was shown is only 90 px on its short side." in text
     assert "Grad-CAM" not in text

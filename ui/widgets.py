@@ -11,17 +11,12 @@ import streamlit as st
 from PIL import Image
 
 from lungscan import figures
-from lungscan.classes import display_name
+from lungscan.classes import NOT_A_FINDING, display_name
 from lungscan.explain import CAM_METHODS, overlay_cam
 from lungscan.registry import ARCHITECTURES
 from lungscan.transforms import at_slice_aspect
 
 from .resources import cached_cam, get_predictor
-
-NOT_A_FINDING = (
-    "No finding is reported for this image. The probabilities below are what the model computed, "
-    "but they are not meaningful for an image it was not built for."
-)
 
 
 def image_key(image: Image.Image) -> str:

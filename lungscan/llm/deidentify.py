@@ -98,6 +98,7 @@ class Intake(Protocol):
     stage: str | None
     predicted_class: str
     confidence: float
+    gate_flag: str | None
 
     @property
     def pack_years(self) -> float | None: ...
@@ -173,16 +174,21 @@ def case_summary_lines(intake: Intake, *, stage: str | None = None, today: date 
     """The de-identified facts, one per line; `stage` overrides the intake's stage when given."""
     today = today or date.today()
     lines: list[str] = []
-    probabilities = intake.probabilities or {}
-    others = ", ".join(
-        f"{display_name(name)} {prob:.0%}"
-        for name, prob in sorted(probabilities.items(), key=lambda item: -item[1])
-        if name != intake.predicted_class
-    )
-    lines.append(
-        f"Image-model output (one CT slice): {display_name(intake.predicted_class)}, "
-        f"calibrated confidence {intake.confidence:.0%}" + (f" (other classes: {others})" if others else "")
-    )
+    if intake.gate_flag:
+        # The app reports no finding for such an image, so its class is not passed on either.
+        lines.append("Image-model output: none (the image failed LungScan's input check: it does not look like the "
+                     "chest CT slices the model was trained on, so no class is reported)")
+    else:
+        probabilities = intake.probabilities or {}
+        others = ", ".join(
+            f"{display_name(name)} {prob:.0%}"
+            for name, prob in sorted(probabilities.items(), key=lambda item: -item[1])
+            if name != intake.predicted_class
+        )
+        lines.append(
+            f"Image-model output (one CT slice): {display_name(intake.predicted_class)}, "
+            f"calibrated confidence {intake.confidence:.0%}" + (f" (other classes: {others})" if others else "")
+        )
     raw_stage = stage if stage else intake.stage
     chosen_stage = normalise_stage(raw_stage)
     if chosen_stage:

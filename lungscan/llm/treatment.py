@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date
 
-from ..errors import LLMError
+from ..errors import LLMError, ValidationError
 from .deidentify import Intake, case_summary
 from .gemini import GeminiClient
 from .planner import OFFLINE_LABEL, offline_plan
@@ -133,7 +133,15 @@ def plan_treatment(
     request: TreatmentRequest | None = None,
     today: date | None = None,
 ) -> TreatmentResult:
-    """A plan outline from Gemini, or the offline guideline summary when Gemini is off or fails."""
+    """A plan outline from Gemini, or the offline guideline summary when Gemini is off or fails.
+
+    Raises ValidationError for a scan whose image failed the input check: no class is reported for it, so there is
+    nothing to plan for.
+    """
+    if intake.gate_flag:
+        raise ValidationError(
+            "This scan failed the input check, so LungScan reports no finding for it and writes no treatment outline."
+        )
     request = request or treatment_request(intake, stage=stage, today=today)
     if client is None:
         return offline_result(
