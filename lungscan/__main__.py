@@ -13,7 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
-from .classes import display_name
+from .classes import NO_FINDING, display_name
 from .config import get_settings
 from .devices import PRECISIONS
 from .errors import ImageError, LungScanError
@@ -49,7 +49,10 @@ def _predict(args: argparse.Namespace) -> int:
             if prediction.resolution_warning:
                 flag += f"  [resolution: {prediction.resolution_warning}]"
             probs = ", ".join(f"{display_name(k)} {v:.1%}" for k, v in prediction.probabilities.items())
-            print(f"{file}: {display_name(prediction.label)} ({prediction.confidence:.1%}) | {probs}{flag}")
+            result = NO_FINDING
+            if prediction.gate.ok:
+                result = f"{display_name(prediction.label)} ({prediction.confidence:.1%})"
+            print(f"{file}: {result} | {probs}{flag}")
     return 1 if failed else 0
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from lungscan.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from lungscan.classes import CLASS_NAMES
+from lungscan.classes import CLASS_NAMES, display_name
 from lungscan.data import list_samples
 from lungscan.devices import cpu_has_native_bf16
 from lungscan.errors import CheckpointError
@@ -328,6 +328,22 @@ def test_cli_predicts_every_file_and_reports_bad_ones(trained, dataset, tmp_path
     # A slice smaller than the model's input is enlarged, and the user is told.
     assert lines[1]["resolution_warning"] is None
     assert lines[3]["file"] == str(small) and "only 64 px on its short side" in lines[3]["resolution_warning"]
+
+    # As text, a slice gets its class; an image the input check doubts gets no finding, as in the app.
+    from PIL import Image
+    from skimage import data
+
+    photo = tmp_path / "photo.png"
+    Image.fromarray(data.astronaut()).save(photo)
+    result = subprocess.run(
+        [sys.executable, "-m", "lungscan", "predict", "--model", str(checkpoint), str(good), str(photo)],
+        capture_output=True, text=True, cwd=PROJECT, timeout=300,
+    )
+    slice_line, photo_line = result.stdout.splitlines()
+    assert result.returncode == 0
+    assert slice_line.startswith(f"{good}: {display_name(lines[1]['label'])} (")
+    assert photo_line.startswith(f"{photo}: input check failed — no finding | ")
+    assert "[warning: This image does not look like" in photo_line
 
 
 def test_cli_without_any_model_explains_how_to_get_one(tmp_path):
