@@ -31,7 +31,7 @@ from typing import Any
 from PIL import Image
 from pydantic import ValidationError as PydanticValidationError
 from pydantic import field_validator, model_validator
-from sqlalchemy import Connection, Engine, event, func
+from sqlalchemy import Connection, Engine, and_, event, func, or_
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
@@ -48,6 +48,8 @@ SMOKING_STATUSES: tuple[str, ...] = ("never", "former", "current", "unknown")
 ROLES: tuple[str, ...] = ("admin", "clinician", "student")
 PLAN_SOURCES: tuple[str, ...] = ("gemini", "offline")
 CHAT_ROLES: tuple[str, ...] = ("user", "assistant")
+#: The `list_scans` result filter for scans whose image the input check doubted (no class is reported for them).
+NO_FINDING_RESULT = "no_finding"
 #: Image suffixes the scan store accepts (DICOM only once anonymised by `lungscan.dicom`).
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".dcm")
 
@@ -693,12 +695,17 @@ def list_scans(
     date_from: date | datetime | None = None,
     date_to: date | datetime | None = None,
     predicted_class: str | Sequence[str] | None = None,
+    result: Sequence[str] | None = None,
     patient_id: str | None = None,
     created_by: str | None = None,
     limit: int | None = None,
     offset: int = 0,
 ) -> list[Scan]:
-    """Scans, newest first. A `date_to` date includes that whole day (UTC); datetimes are exact."""
+    """Scans, newest first. A `date_to` date includes that whole day (UTC); datetimes are exact.
+
+    `predicted_class` matches the model's class whatever the input check said; `result` matches what the app reports:
+    a class name selects the scans that got that class, `NO_FINDING_RESULT` those whose image the input check doubted.
+    """
     statement = select(Scan)
     if date_from is not None:
         statement = statement.where(col(Scan.created_at) >= _start_of(date_from))
@@ -710,6 +717,12 @@ def list_scans(
     if predicted_class:
         classes = [predicted_class] if isinstance(predicted_class, str) else list(predicted_class)
         statement = statement.where(col(Scan.predicted_class).in_(classes))
+    if result:
+        classes = [name for name in result if name != NO_FINDING_RESULT]
+        matches = [and_(col(Scan.predicted_class).in_(classes), col(Scan.gate_flag).is_(None))] if classes else []
+        if NO_FINDING_RESULT in result:
+            matches.append(col(Scan.gate_flag).is_not(None))
+        statement = statement.where(or_(*matches))
     if patient_id:
         statement = statement.where(Scan.patient_id == patient_id.strip())
     if created_by:

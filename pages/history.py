@@ -26,13 +26,17 @@ if notice:
 c1, c2, c3 = st.columns([2, 2, 1])
 today = date.today()
 dates = c1.date_input("Analysed between", value=(today - timedelta(days=365), today), max_value=today + timedelta(days=1))
-classes = c2.multiselect("Predicted class", CLASS_NAMES, format_func=display_name)
+results = c2.multiselect(
+    "Result",
+    [*CLASS_NAMES, storage.NO_FINDING_RESULT],
+    format_func=lambda r: NO_FINDING if r == storage.NO_FINDING_RESULT else display_name(r),
+)
 patient_id = c3.text_input("Patient ID")
 date_from, date_to = (dates[0], dates[-1]) if isinstance(dates, (tuple, list)) and dates else (None, None)
 
 with storage.new_session(get_engine()) as session:
     scans = storage.list_scans(
-        session, date_from=date_from, date_to=date_to, predicted_class=classes or None, patient_id=patient_id or None
+        session, date_from=date_from, date_to=date_to, result=results or None, patient_id=patient_id or None
     )
 
 if not scans:

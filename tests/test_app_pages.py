@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
@@ -239,6 +240,15 @@ def test_blank_image_is_flagged_not_labelled(app_env):
     at = analyse(login("clin"), [("blank.png", buffer.getvalue(), "image/png")])
     assert not at.metric  # no "Predicted class" finding
     assert any("Input check failed" in w.value for w in at.warning)
+
+    # The History says the same: no class and no probability, and the result filter finds it as such.
+    at = analyse(at, [("slice.png", ct_png(size=160), "image/png")])
+    open_page(at, "history")
+    table = at.dataframe[0].value.set_index("File")
+    assert table.loc["blank.png", "Result"] == "input check failed — no finding"
+    assert pd.isna(table.loc["blank.png", "Probability"]) and table.loc["slice.png", "Probability"] > 0
+    at.multiselect[0].select(storage.NO_FINDING_RESULT).run()
+    assert list(at.dataframe[0].value["File"]) == ["blank.png"]
 
 
 def assert_note_kept(at, heading: str, note: str) -> None:

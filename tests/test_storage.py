@@ -224,6 +224,17 @@ def test_list_scans_filters_and_orders_newest_first(settings, session):
     assert len(storage.list_scans(session, date_from=now - timedelta(days=11), date_to=now - timedelta(days=9))) == 1
     assert len(storage.list_scans(session, limit=1, offset=1)) == 1
 
+    # By result, as the app reports it: a scan the input check doubted has no class, whatever the model said.
+    doubted = storage.create_scan(
+        session, settings=settings, created_by="dr_a", image=png_bytes(9),
+        scan=make_scan(patient_id="P-3", predicted_class="normal", probabilities={"adenocarcinoma": 0.2, "normal": 0.8},
+                       gate_flag="This image does not look like the chest CT slices the model was trained on."),
+    )
+    assert len(storage.list_scans(session, predicted_class="normal")) == 3
+    assert {s.patient_id for s in storage.list_scans(session, result=["normal"])} == {"P-1", "P-2"}
+    assert [s.id for s in storage.list_scans(session, result=[storage.NO_FINDING_RESULT])] == [doubted.id]
+    assert len(storage.list_scans(session, result=["adenocarcinoma", storage.NO_FINDING_RESULT])) == 2
+
 
 def test_delete_scan_removes_plans_image_and_unlinks_chat(settings, session):
     scan = storage.create_scan(session, settings=settings, scan=make_scan(), image=png_bytes(5), created_by="dr_a")
