@@ -250,8 +250,9 @@ def scan_report_pdf(
         pdf.set_xy(pdf.l_margin, top + max(heights) + 7)
         if overlay is not None:
             pdf.paragraph(
-                f"The {cam_method} heatmap shows which regions most influenced the predicted class; it is not a "
-                "segmentation of a lesion.", size=8,
+                f"The {cam_method} heatmap shows which regions most raised the model's score for the class it was "
+                "drawn for (chosen on the page; not always the predicted class); it is not a segmentation of a lesion.",
+                size=8,
             )
 
     if scan.gate_flag:  # as the app shows it: no class is reported for an image the input check doubted

@@ -74,6 +74,8 @@ def test_scan_report_has_disclaimer_images_probabilities_model_and_intake(settin
         f"Scan #{scan.id}",
     ):
         assert expected in text, expected
+    # The heatmap is explained for the class it was drawn for, which the page lets the user choose.
+    assert "which regions most raised the model's score for the class it was drawn for" in text
     # Probabilities are listed most likely first.
     assert text.index("Adenocarcinoma\n70.0%") < text.index("Squamous cell carcinoma") < text.index("Normal")
 
