@@ -13,7 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
-from .classes import NO_FINDING, display_name
+from .classes import display_name, result_label
 from .config import get_settings
 from .devices import PRECISIONS
 from .errors import ImageError, LungScanError
@@ -49,9 +49,8 @@ def _predict(args: argparse.Namespace) -> int:
             if prediction.resolution_warning:
                 flag += f"  [resolution: {prediction.resolution_warning}]"
             probs = ", ".join(f"{display_name(k)} {v:.1%}" for k, v in prediction.probabilities.items())
-            result = NO_FINDING
-            if prediction.gate.ok:
-                result = f"{display_name(prediction.label)} ({prediction.confidence:.1%})"
+            result = result_label(prediction.label, doubted=not prediction.gate.ok, confidence=prediction.confidence,
+                                  decimals=1)
             print(f"{file}: {result} | {probs}{flag}")
     return 1 if failed else 0
 

@@ -42,9 +42,13 @@ NOT_A_FINDING = (
 )
 
 
-def result_label(predicted_class: str, confidence: float, gate_flag: str | None) -> str:
-    """A result in one line, as lists of scans show it: the class and its calibrated confidence, or `NO_FINDING`."""
-    return NO_FINDING if gate_flag else f"{display_name(predicted_class)} ({confidence:.0%})"
+def result_label(predicted_class: str, *, doubted: bool, confidence: float | None = None, decimals: int = 0) -> str:
+    """A result in one line: the class (with its calibrated confidence, when given), or `NO_FINDING` when the input
+    check doubted the image."""
+    if doubted:
+        return NO_FINDING
+    name = display_name(predicted_class)
+    return name if confidence is None else f"{name} ({confidence:.{decimals}%})"
 
 
 def display_name(class_name: str) -> str:

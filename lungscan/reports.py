@@ -27,7 +27,7 @@ from fpdf.enums import XPos, YPos
 from fpdf.errors import FPDFException
 from PIL import Image
 
-from .classes import NO_FINDING, NOT_A_FINDING, display_name
+from .classes import NOT_A_FINDING, display_name, result_label
 from .config import Settings
 from .errors import ReportError, StorageError
 from .storage import Scan, ScanPublic, scan_image_path
@@ -255,14 +255,15 @@ def scan_report_pdf(
                 size=8,
             )
 
-    if scan.gate_flag:  # as the app shows it: no class is reported for an image the input check doubted
-        pdf.heading(f"Model output: {NO_FINDING}")
+    # As the app shows it: no class is reported for an image the input check doubted.
+    label = result_label(scan.predicted_class, doubted=scan.gate_flag is not None, confidence=scan.confidence,
+                         decimals=1)
+    pdf.heading(f"Model output: {label}")
+    if scan.gate_flag:
         pdf.set_text_color(170, 0, 0)
         pdf.paragraph(f"Input check warning: {scan.gate_flag}")
         pdf.set_text_color(0)
         pdf.paragraph(NOT_A_FINDING)
-    else:
-        pdf.heading(f"Model output: {display_name(scan.predicted_class)} ({scan.confidence:.1%})")
     if framing_warning:
         pdf.paragraph(f"Framed unlike the training slices: {framing_warning}")
     if resolution_warning:

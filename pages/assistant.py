@@ -50,7 +50,7 @@ scan_id = left.selectbox(
     [None, *scans],
     format_func=lambda i: "None" if i is None else (
         f"#{i} · {scans[i].patient_id} · "
-        f"{result_label(scans[i].predicted_class, scans[i].confidence, scans[i].gate_flag)}"
+        f"{result_label(scans[i].predicted_class, doubted=bool(scans[i].gate_flag), confidence=scans[i].confidence)}"
     ),
     help="Adds the scan's de-identified summary to your questions (never the patient ID, dates or notes).",
 )

@@ -7,7 +7,7 @@ import streamlit as st
 from PIL import Image
 
 from lungscan import reports, storage
-from lungscan.classes import CLASS_NAMES, NO_FINDING, display_name
+from lungscan.classes import CLASS_NAMES, NO_FINDING, display_name, result_label
 from lungscan.errors import LungScanError
 from lungscan.transforms import body_box, framing_warning, resolution_warning
 from ui.frame import require_page
@@ -49,7 +49,7 @@ table = pd.DataFrame(
             "Scan": scan.id,
             "Analysed": scan.created_at,
             "Patient ID": scan.patient_id,
-            "Result": display_name(scan.predicted_class) if not scan.gate_flag else NO_FINDING,
+            "Result": result_label(scan.predicted_class, doubted=scan.gate_flag is not None),
             "Probability": None if scan.gate_flag else scan.confidence,
             "Model": model_title(scan.model_arch),
             "By": scan.created_by,

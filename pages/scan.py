@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from lungscan import analysis, storage
-from lungscan.classes import NO_FINDING, display_name
+from lungscan.classes import result_label
 from lungscan.dicom import WINDOWS
 from lungscan.errors import DicomError, LungScanError
 from ui.frame import require_page
@@ -191,7 +191,7 @@ if len(batch) > 1:
                     "Result": (
                         "not analysed"
                         if "error" in r
-                        else display_name(r["label"]) if r["gate_ok"] else NO_FINDING
+                        else result_label(r["label"], doubted=not r["gate_ok"])
                     ),
                     "Probability": r.get("confidence") if r.get("gate_ok") else None,
                     "Model": model_title(r["arch"]) if "arch" in r else "",

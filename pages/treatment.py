@@ -80,7 +80,7 @@ scan_id = st.selectbox(
     index=ids.index(int(requested)) if requested and requested.isdigit() and int(requested) in scans else 0,
     format_func=lambda i: (
         f"#{i} · {scans[i].created_at:%Y-%m-%d %H:%M} · {scans[i].patient_id} · "
-        f"{result_label(scans[i].predicted_class, scans[i].confidence, scans[i].gate_flag)}"
+        f"{result_label(scans[i].predicted_class, doubted=bool(scans[i].gate_flag), confidence=scans[i].confidence)}"
     ),
 )
 scan = scans[scan_id]
